@@ -1,0 +1,109 @@
+'use strict'
+// `npm run demo`: several shop processes sell the last items of a stock, once
+// without a lock and once with ferrolock, and count what was oversold.
+//
+// Redis: $LOCKING_REDIS_URL or redis://localhost:6379; if nothing answers
+// there (or with --own-redis) a throwaway redis-server is started. Only this
+// run's keys (a random prefix) are written, and deleted at the end.
+
+const crypto = require('node:crypto')
+const path = require('node:path')
+const Redis = require('ioredis')
+const { startRedis } = require('./redis-server')
+const { runWorkers } = require('./workers')
+
+const PROCESSES = 4
+const BUYERS_PER_PROCESS = 5
+const STOCK = 50
+const ATTEMPTS = 200
+const SKU = 'sku-42'
+
+async function answers(url) {
+  const probe = new Redis(url, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  probe.on('error', () => {})
+  try {
+    await probe.connect()
+    return (await probe.ping()) === 'PONG'
+  } catch {
+    return false
+  } finally {
+    probe.disconnect()
+  }
+}
+
+async function sell({ url, redis, prefix, locked }) {
+  const stockKey = `${prefix}stock:${SKU}:${locked ? 'locked' : 'unlocked'}`
+  await redis.set(stockKey, STOCK)
+  const perProcess = ATTEMPTS / PROCESSES
+  const config = { url, locked, namespace: `${prefix}lock:`, stockKey, sku: SKU, attempts: perProcess, buyers: BUYERS_PER_PROCESS }
+  const { reports, ms } = await runWorkers(path.join(__dirname, 'demo-worker.js'), Array(PROCESSES).fill(config))
+  const sold = reports.reduce((n, r) => n + r.sold, 0)
+  const errors = reports.flatMap((r) => r.errors)
+  return {
+    run: locked ? 'ferrolock execute()' : 'no lock',
+    sold,
+    oversold: Math.max(0, sold - STOCK),
+    'final stock': Number(await redis.get(stockKey)),
+    errors: errors.length,
+    ms,
+    firstError: errors[0],
+  }
+}
+
+function printTable(rows) {
+  const columns = ['run', 'sold', 'oversold', 'final stock', 'errors', 'ms']
+  const cells = rows.map((row) => columns.map((c) => String(row[c])))
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)))
+  const line = (values) => '| ' + values.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join(' | ') + ' |'
+  console.log(line(columns))
+  console.log('|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|') + '|')
+  for (const row of cells) console.log(line(row))
+}
+
+async function main() {
+  let url = process.env.LOCKING_REDIS_URL || 'redis://localhost:6379'
+  let server
+  if (process.argv.includes('--own-redis') || !(await answers(url))) {
+    server = await startRedis()
+    url = server.url
+    console.log(`Started a throwaway redis-server on port ${server.port}.`)
+  } else {
+    console.log(`Using the Redis at ${new URL(url).host}.`)
+  }
+  const prefix = `ferrolock-demo:${crypto.randomBytes(4).toString('hex')}:`
+  const redis = new Redis(url)
+  console.log(
+    `Stock of ${STOCK}, ${ATTEMPTS} purchase attempts from ${PROCESSES} processes x ${BUYERS_PER_PROCESS} buyers;` +
+      ' each purchase reads the stock, waits 1-2 ms, writes stock - 1.\n',
+  )
+
+  const rows = []
+  try {
+    for (const locked of [false, true]) {
+      const row = await sell({ url, redis, prefix, locked })
+      rows.push(row)
+      console.log(
+        `${row.run}: sold ${row.sold} of ${STOCK}, oversold ${row.oversold}, final stock ${row['final stock']}, ` +
+          `${row.errors} errors, ${row.ms} ms` + (row.firstError ? ` (first error: ${row.firstError})` : ''),
+      )
+    }
+    console.log('')
+    printTable(rows)
+  } finally {
+    const stream = redis.scanStream({ match: `${prefix}*`, count: 1000 })
+    for await (const keys of stream) if (keys.length > 0) await redis.del(...keys)
+    await redis.quit()
+    await server?.stop()
+  }
+
+  const locked = rows[1]
+  if (locked.sold !== STOCK || locked.oversold !== 0 || locked['final stock'] !== 0 || locked.errors !== 0) {
+    console.error('\nferrolock run is wrong: expected exactly the stock sold, nothing oversold, no errors.')
+    process.exitCode = 1
+  }
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exitCode = 1
+})

@@ -1,0 +1,305 @@
+//! The lock rules on top of the Lua scripts: acquire (all keys or none, with
+//! waiting), release, lease extension and release-all, plus the service's
+//! connection and closed state.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{ConnectionFactory, RedisConnection};
+use crate::error::{LockError, LockResult};
+use crate::options::{LockingOptions, RetryBackoff};
+use crate::scripts;
+
+/// How many keys one SCAN step asks for in `release_all`.
+const RELEASE_ALL_SCAN_COUNT: usize = 1000;
+
+/// Where the connection is in its life.
+enum ConnectionState {
+  NotYetOpened,
+  Open(RedisConnection),
+  Closed,
+}
+
+/// How long an acquisition may wait for keys held by others.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+  /// Fail at once with `LOCK_CONFLICT`.
+  No,
+  /// Retry until `deadline`, then fail with `LOCK_TIMEOUT`.
+  Until {
+    deadline: Instant,
+    /// Set when the owner id is unique to this call: an attempt still in
+    /// flight at the deadline is abandoned and its keys released, so a late
+    /// grant never outlives the timeout. (With a caller-chosen owner the keys
+    /// may be re-entered holds of that owner, so the attempt is awaited instead.)
+    abandon_at_deadline: bool,
+  },
+}
+
+/// The first key that kept an attempt from succeeding.
+struct Blocked {
+  index: usize,
+  /// Remaining TTL of that key; `None` when it does not expire.
+  ttl: Option<Duration>,
+}
+
+pub struct LockEngine {
+  factory: ConnectionFactory,
+  state: RwLock<ConnectionState>,
+  /// Serialises opening the connection, so concurrent first calls share one.
+  opening: tokio::sync::Mutex<()>,
+  closed: CancellationToken,
+  namespace: String,
+  /// SCAN pattern matching exactly this namespace (glob characters escaped).
+  namespace_pattern: String,
+  wait_timeout: Duration,
+  retry_backoff: RetryBackoff,
+}
+
+impl LockEngine {
+  pub fn new(factory: ConnectionFactory, options: LockingOptions) -> Self {
+    LockEngine {
+      factory,
+      state: RwLock::new(ConnectionState::NotYetOpened),
+      opening: tokio::sync::Mutex::new(()),
+      closed: CancellationToken::new(),
+      namespace_pattern: format!("{}*", escape_glob(&options.namespace)),
+      namespace: options.namespace,
+      wait_timeout: options.wait_timeout,
+      retry_backoff: options.retry_backoff,
+    }
+  }
+
+  pub fn wait_timeout(&self) -> Duration {
+    self.wait_timeout
+  }
+
+  /// Resolves when the service is closed.
+  pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+    self.closed.cancelled()
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.is_cancelled()
+  }
+
+  fn current_connection(&self) -> LockResult<Option<RedisConnection>> {
+    match &*self
+      .state
+      .read()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+    {
+      ConnectionState::NotYetOpened => Ok(None),
+      ConnectionState::Open(connection) => Ok(Some(connection.clone())),
+      ConnectionState::Closed => Err(LockError::Closed),
+    }
+  }
+
+  /// The shared connection, opened on first use.
+  pub async fn connection(&self) -> LockResult<RedisConnection> {
+    if let Some(connection) = self.current_connection()? {
+      return Ok(connection);
+    }
+    let _opening = self.opening.lock().await;
+    if let Some(connection) = self.current_connection()? {
+      return Ok(connection);
+    }
+    let connection = tokio::select! {
+      connection = self.factory.connect() => connection?,
+      _ = self.closed.cancelled() => return Err(LockError::Closed),
+    };
+    let mut state = self
+      .state
+      .write()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if matches!(*state, ConnectionState::Closed) {
+      return Err(LockError::Closed);
+    }
+    *state = ConnectionState::Open(connection.clone());
+    Ok(connection)
+  }
+
+  /// Stops every wait and renewal and drops the connection; later calls fail with `CLOSED`.
+  pub fn close(&self) {
+    self.closed.cancel();
+    *self
+      .state
+      .write()
+      .unwrap_or_else(|poisoned| poisoned.into_inner()) = ConnectionState::Closed;
+  }
+
+  fn redis_keys(&self, keys: &[String]) -> Vec<String> {
+    keys
+      .iter()
+      .map(|key| format!("{}{key}", self.namespace))
+      .collect()
+  }
+
+  /// One attempt at taking every key, in one round trip.
+  async fn try_acquire(
+    &self,
+    redis_keys: &[String],
+    owner: &str,
+    lease_ttl: Option<Duration>,
+  ) -> LockResult<Option<Blocked>> {
+    let mut connection = self.connection().await?;
+    let lease_ms = lease_ttl.map_or(0, |ttl| ttl.as_millis().max(1));
+    let (index, pttl): (usize, i64) = scripts::ACQUIRE
+      .key(redis_keys)
+      .arg(owner)
+      .arg(lease_ms as u64)
+      .invoke_async(&mut connection)
+      .await?;
+    Ok((index > 0).then(|| Blocked {
+      index: index - 1,
+      ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+    }))
+  }
+
+  /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
+  /// partial set, so callers passing keys in any order cannot deadlock.
+  pub async fn acquire(
+    &self,
+    keys: &[String],
+    owner: &str,
+    lease_ttl: Option<Duration>,
+    wait: Wait,
+  ) -> LockResult<()> {
+    let redis_keys = self.redis_keys(keys);
+    let mut retry_interval = self.retry_backoff.initial;
+    loop {
+      let attempt = self.try_acquire(&redis_keys, owner, lease_ttl);
+      let outcome = match wait {
+        Wait::Until {
+          deadline,
+          abandon_at_deadline: true,
+        } => match tokio::time::timeout_at(deadline, attempt).await {
+          Ok(outcome) => outcome,
+          Err(_) => {
+            // The abandoned script may still run; on the same connection this
+            // release runs after it, so the late grant is undone.
+            let _ = self.release(keys, owner).await;
+            return Err(LockError::Timeout);
+          }
+        },
+        _ => attempt.await,
+      };
+      let Some(blocked) = outcome? else {
+        return Ok(());
+      };
+      let deadline = match wait {
+        Wait::No => {
+          return Err(LockError::Conflict {
+            key: keys[blocked.index].clone(),
+          })
+        }
+        Wait::Until { deadline, .. } => deadline,
+      };
+      let now = Instant::now();
+      if now >= deadline {
+        return Err(LockError::Timeout);
+      }
+      // Jitter spreads competing waiters; a holder's TTL bounds the sleep so expiry is seen promptly.
+      let mut pause = retry_interval.mul_f64(0.5 + fastrand::f64() * 0.5);
+      if let Some(ttl) = blocked.ttl {
+        pause = pause.min(ttl + Duration::from_millis(1));
+      }
+      pause = pause.min(deadline - now);
+      tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = self.closed.cancelled() => return Err(LockError::Closed),
+      }
+      retry_interval = retry_interval
+        .mul_f64(self.retry_backoff.factor)
+        .min(self.retry_backoff.max);
+    }
+  }
+
+  /// Deletes each key `owner` holds; `true` when every key was released.
+  pub async fn release(&self, keys: &[String], owner: &str) -> LockResult<bool> {
+    let mut connection = self.connection().await?;
+    let released: usize = scripts::RELEASE
+      .key(self.redis_keys(keys))
+      .arg(owner)
+      .invoke_async(&mut connection)
+      .await?;
+    Ok(released == keys.len())
+  }
+
+  /// Resets the lease of keys `owner` still holds. `Some(key)`: that key is no longer held.
+  pub async fn extend(
+    &self,
+    keys: &[String],
+    owner: &str,
+    lease_ttl: Duration,
+  ) -> LockResult<Option<String>> {
+    let mut connection = self.connection().await?;
+    let lost_index: usize = scripts::EXTEND
+      .key(self.redis_keys(keys))
+      .arg(owner)
+      .arg(lease_ttl.as_millis().max(1) as u64)
+      .invoke_async(&mut connection)
+      .await?;
+    Ok(lost_index.checked_sub(1).map(|index| keys[index].clone()))
+  }
+
+  /// Releases every lock of this namespace held by `owner`; each key is
+  /// compared and deleted atomically, never read and deleted in two steps.
+  pub async fn release_all(&self, owner: &str) -> LockResult<usize> {
+    let mut connection = self.connection().await?;
+    let mut cursor: u64 = 0;
+    let mut released = 0;
+    loop {
+      let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(&self.namespace_pattern)
+        .arg("COUNT")
+        .arg(RELEASE_ALL_SCAN_COUNT)
+        .query_async(&mut connection)
+        .await?;
+      if !found.is_empty() {
+        let count: usize = scripts::RELEASE
+          .key(found)
+          .arg(owner)
+          .invoke_async(&mut connection)
+          .await?;
+        released += count;
+      }
+      if next == 0 {
+        return Ok(released);
+      }
+      cursor = next;
+    }
+  }
+}
+
+/// Escapes Redis glob characters so a namespace like `shop[1]:` matches only itself.
+fn escape_glob(text: &str) -> String {
+  let mut escaped = String::with_capacity(text.len());
+  for c in text.chars() {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+      escaped.push('\\');
+    }
+    escaped.push(c);
+  }
+  escaped
+}
+
+/// A fresh owner id per `execute` call, in Medusa's format.
+pub fn execute_owner_id() -> String {
+  format!("execute:{}", uuid::Uuid::new_v4())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::escape_glob;
+
+  #[test]
+  fn glob_characters_are_escaped() {
+    assert_eq!(escape_glob("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:");
+  }
+}

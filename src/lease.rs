@@ -1,0 +1,121 @@
+//! The renewal task behind `execute`: holds the keys' lease while the job runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{execute_owner_id, LockEngine, Wait};
+use crate::error::{LockError, LockResult};
+use crate::options::ExecuteArgs;
+
+/// Medusa renews no more often than this, whatever the lease.
+const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Keys held for one `execute` call, renewed until [`HeldLease::finish`].
+pub struct HeldLease {
+  engine: Arc<LockEngine>,
+  keys: Vec<String>,
+  owner: String,
+  stop_renewal: CancellationToken,
+  /// Resolves to the error that ended the lease early, if any.
+  renewal: JoinHandle<Option<LockError>>,
+}
+
+impl HeldLease {
+  /// Waits for `keys` under a fresh owner id, then renews their lease every
+  /// third of it. `on_end` is told once if the lease is lost or the service closes.
+  pub async fn acquire(
+    engine: Arc<LockEngine>,
+    keys: Vec<String>,
+    args: ExecuteArgs,
+    on_end: impl FnOnce(LockError) + Send + 'static,
+  ) -> LockResult<Self> {
+    let owner = execute_owner_id();
+    let timeout = args.timeout.unwrap_or_else(|| engine.wait_timeout());
+    let wait = Wait::Until {
+      deadline: Instant::now() + timeout,
+      abandon_at_deadline: true,
+    };
+    engine
+      .acquire(&keys, &owner, Some(args.lease_ttl), wait)
+      .await?;
+    let granted_at = Instant::now();
+    let stop_renewal = CancellationToken::new();
+    let renewal = tokio::spawn(renew_until_stopped(
+      engine.clone(),
+      keys.clone(),
+      owner.clone(),
+      args.lease_ttl,
+      granted_at,
+      stop_renewal.clone(),
+      on_end,
+    ));
+    Ok(HeldLease {
+      engine,
+      keys,
+      owner,
+      stop_renewal,
+      renewal,
+    })
+  }
+
+  /// Stops renewing and releases the keys. Fails with the error that ended
+  /// the lease early (`LOCK_LOST`, `CLOSED`), else with a failed release.
+  pub async fn finish(self) -> LockResult<()> {
+    self.stop_renewal.cancel();
+    let ended_early = self.renewal.await.unwrap_or(None);
+    let released = self.engine.release(&self.keys, &self.owner).await;
+    match ended_early {
+      Some(error) => Err(error),
+      None => released.map(|_| ()),
+    }
+  }
+}
+
+async fn renew_until_stopped(
+  engine: Arc<LockEngine>,
+  keys: Vec<String>,
+  owner: String,
+  lease_ttl: Duration,
+  granted_at: Instant,
+  stop: CancellationToken,
+  on_end: impl FnOnce(LockError),
+) -> Option<LockError> {
+  let interval = (lease_ttl / 3).max(MIN_RENEW_INTERVAL);
+  // Until when Redis is known to keep the keys for us, without asking again.
+  let mut valid_until = granted_at + lease_ttl;
+  let ended = loop {
+    tokio::select! {
+      _ = tokio::time::sleep(interval) => {}
+      _ = stop.cancelled() => return None,
+      _ = engine.closed() => break LockError::Closed,
+    }
+    let attempt_started = Instant::now();
+    let renewed = tokio::select! {
+      renewed = engine.extend(&keys, &owner, lease_ttl) => renewed,
+      _ = stop.cancelled() => return None,
+      _ = engine.closed() => break LockError::Closed,
+    };
+    match renewed {
+      Ok(None) => valid_until = attempt_started + lease_ttl,
+      Ok(Some(lost_key)) => {
+        break LockError::Lost {
+          keys: vec![lost_key],
+        }
+      }
+      // A failed renewal is retried at the next tick, as long as the lease may still stand.
+      Err(error) if Instant::now() < valid_until => {
+        tracing::warn!(target: "ferrolock", keys = ?keys, %error, "lease renewal failed, retrying");
+      }
+      Err(_) => break LockError::Lost { keys: keys.clone() },
+    }
+  };
+  if let LockError::Lost { keys } = &ended {
+    tracing::warn!(target: "ferrolock", keys = ?keys, owner = %owner, "lease lost while the job was running");
+  }
+  on_end(ended.clone());
+  Some(ended)
+}

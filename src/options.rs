@@ -1,0 +1,712 @@
+//! Parsing and validation of service options and call arguments.
+//!
+//! Input arrives as [`Input`], a plain mirror of a JS value, so every rule here
+//! is testable from Rust and nothing reaches Redis before it passed.
+
+use std::time::Duration;
+
+use crate::error::{LockError, LockResult};
+
+pub const DEFAULT_NAMESPACE: &str = "medusa_lock:";
+pub const DEFAULT_WAIT_TIMEOUT_SECS: f64 = 5.0;
+pub const DEFAULT_RETRY_INTERVAL_MS: f64 = 5.0;
+pub const DEFAULT_MAX_RETRY_INTERVAL_MS: f64 = 200.0;
+pub const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
+/// Lease of `execute` when no `expire` is given (Medusa's value).
+pub const DEFAULT_EXECUTE_EXPIRE_SECS: f64 = 60.0;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: f64 = 5_000.0;
+pub const DEFAULT_COMMAND_TIMEOUT_MS: f64 = 5_000.0;
+pub const DEFAULT_RECONNECT_RETRIES: usize = 6;
+/// Medusa clamps `timeout` and `expire` to at least one second.
+const MIN_LOCK_SECS: f64 = 1.0;
+/// Longest key accepted, in bytes, namespace excluded; far below Redis's 512 MB
+/// limit so a runaway key cannot bloat every script call.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Upper bound of any duration option, so conversions never overflow (~31 years).
+const MAX_SECS: f64 = 1e9;
+
+/// A JS value as handed over by the bindings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+  Undefined,
+  Null,
+  Bool(bool),
+  Number(f64),
+  String(String),
+  Array(Vec<Input>),
+  Object(Vec<(String, Input)>),
+  /// Functions, symbols, bigints: carried only by their type name.
+  Other(&'static str),
+}
+
+impl Input {
+  fn type_name(&self) -> &'static str {
+    match self {
+      Input::Undefined => "undefined",
+      Input::Null => "null",
+      Input::Bool(_) => "boolean",
+      Input::Number(_) => "number",
+      Input::String(_) => "string",
+      Input::Array(_) => "array",
+      Input::Object(_) => "object",
+      Input::Other(name) => name,
+    }
+  }
+
+  fn is_absent(&self) -> bool {
+    matches!(self, Input::Undefined | Input::Null)
+  }
+
+  fn field(&self, name: &str) -> &Input {
+    match self {
+      Input::Object(fields) => fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+        .unwrap_or(&Input::Undefined),
+      _ => &Input::Undefined,
+    }
+  }
+}
+
+/// Waiting between acquisition attempts: starts at `initial`, grows by `factor`, capped at `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBackoff {
+  pub initial: Duration,
+  pub max: Duration,
+  pub factor: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockingOptions {
+  pub namespace: String,
+  pub wait_timeout: Duration,
+  pub retry_backoff: RetryBackoff,
+}
+
+#[derive(Clone, PartialEq, Default)]
+pub struct TlsOptions {
+  /// PEM root certificate(s) replacing the system trust store.
+  pub ca: Option<String>,
+  pub cert: Option<String>,
+  pub key: Option<String>,
+  /// `rejectUnauthorized: false` turns certificate verification off.
+  pub reject_unauthorized: bool,
+}
+
+impl std::fmt::Debug for TlsOptions {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("TlsOptions")
+      .field("ca", &self.ca.as_ref().map(|_| "<pem>"))
+      .field("cert", &self.cert.as_ref().map(|_| "<pem>"))
+      .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+      .field("reject_unauthorized", &self.reject_unauthorized)
+      .finish()
+  }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct ConnectionOptions {
+  /// May carry credentials: never print it.
+  pub url: String,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  pub db: Option<i64>,
+  pub tls: Option<TlsOptions>,
+  pub connect_timeout: Duration,
+  pub command_timeout: Duration,
+  pub reconnect_retries: usize,
+  pub client_name: Option<String>,
+  pub keep_alive: Option<Duration>,
+}
+
+impl std::fmt::Debug for ConnectionOptions {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("ConnectionOptions")
+      .field("url", &"<redacted>")
+      .field("username", &self.username)
+      .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+      .field("db", &self.db)
+      .field("tls", &self.tls)
+      .field("connect_timeout", &self.connect_timeout)
+      .field("command_timeout", &self.command_timeout)
+      .field("reconnect_retries", &self.reconnect_retries)
+      .field("client_name", &self.client_name)
+      .field("keep_alive", &self.keep_alive)
+      .finish()
+  }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceOptions {
+  pub connection: ConnectionOptions,
+  pub locking: LockingOptions,
+  /// `redisOptions` keys accepted but not applied, for the caller to report once.
+  pub ignored_options: Vec<String>,
+}
+
+const SERVICE_OPTION_NAMES: &[&str] = &[
+  "redisUrl",
+  "redisOptions",
+  "namespace",
+  "waitLockingTimeout",
+  "defaultRetryInterval",
+  "maximumRetryInterval",
+  "backoffFactor",
+];
+
+/// ioredis options with a meaning here. `maxRetriesPerRequest` and
+/// `enableOfflineQueue` are accepted for config compatibility: every command
+/// is bounded by `commandTimeout` and reconnects are retried instead.
+const REDIS_OPTION_NAMES: &[&str] = &[
+  "username",
+  "password",
+  "db",
+  "tls",
+  "connectTimeout",
+  "commandTimeout",
+  "maxRetriesPerRequest",
+  "enableOfflineQueue",
+  "keepAlive",
+  "name",
+];
+
+impl ServiceOptions {
+  pub fn parse(input: &Input) -> LockResult<Self> {
+    let Input::Object(fields) = input else {
+      return Err(LockError::invalid(format!(
+        "options must be an object with at least \"redisUrl\", got {}",
+        input.type_name()
+      )));
+    };
+    let mut ignored_options = Vec::new();
+    for (name, _) in fields {
+      if !SERVICE_OPTION_NAMES.contains(&name.as_str()) {
+        ignored_options.push(name.clone());
+      }
+    }
+
+    let url =
+      match input.field("redisUrl") {
+        Input::String(url) if !url.is_empty() => url.clone(),
+        absent if absent.is_absent() => return Err(LockError::invalid(
+          "No \"redisUrl\" provided in the ferrolock options. It is required to connect to Redis.",
+        )),
+        other => {
+          return Err(LockError::invalid(format!(
+            "\"redisUrl\" must be a non-empty string, got {}",
+            other.type_name()
+          )))
+        }
+      };
+    check_url(&url)?;
+
+    let namespace = match input.field("namespace") {
+      absent if absent.is_absent() => DEFAULT_NAMESPACE.to_owned(),
+      Input::String(namespace) => namespace.clone(),
+      other => {
+        return Err(LockError::invalid(format!(
+          "\"namespace\" must be a string, got {}",
+          other.type_name()
+        )))
+      }
+    };
+
+    let wait_timeout_secs = option_number(input, "waitLockingTimeout", 0.0)?
+      .unwrap_or(DEFAULT_WAIT_TIMEOUT_SECS)
+      .max(MIN_LOCK_SECS);
+    let initial_ms = option_number(input, "defaultRetryInterval", 0.0)?
+      .unwrap_or(DEFAULT_RETRY_INTERVAL_MS)
+      .max(1.0);
+    let max_ms = option_number(input, "maximumRetryInterval", 0.0)?
+      .unwrap_or(DEFAULT_MAX_RETRY_INTERVAL_MS)
+      .max(initial_ms);
+    let factor = option_number(input, "backoffFactor", 1.0)?.unwrap_or(DEFAULT_BACKOFF_FACTOR);
+
+    let (connection, mut ignored_redis) = parse_redis_options(url, input.field("redisOptions"))?;
+    ignored_options.append(&mut ignored_redis);
+
+    Ok(ServiceOptions {
+      connection,
+      locking: LockingOptions {
+        namespace,
+        wait_timeout: secs(wait_timeout_secs),
+        retry_backoff: RetryBackoff {
+          initial: millis(initial_ms),
+          max: millis(max_ms),
+          factor,
+        },
+      },
+      ignored_options,
+    })
+  }
+}
+
+/// Checks the scheme only; the message never echoes the URL, which may hold a password.
+fn check_url(url: &str) -> LockResult<()> {
+  let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://");
+  if !scheme_ok || redis::parse_redis_url(url).is_none() {
+    return Err(LockError::invalid(
+      "\"redisUrl\" is not a valid Redis URL: expected redis://[[user]:password@]host[:port][/db] or rediss://… for TLS",
+    ));
+  }
+  Ok(())
+}
+
+fn parse_redis_options(url: String, input: &Input) -> LockResult<(ConnectionOptions, Vec<String>)> {
+  let mut options = ConnectionOptions {
+    url,
+    username: None,
+    password: None,
+    db: None,
+    tls: None,
+    connect_timeout: millis(DEFAULT_CONNECT_TIMEOUT_MS),
+    command_timeout: millis(DEFAULT_COMMAND_TIMEOUT_MS),
+    reconnect_retries: DEFAULT_RECONNECT_RETRIES,
+    client_name: None,
+    keep_alive: None,
+  };
+  let fields = match input {
+    absent if absent.is_absent() => return Ok((options, Vec::new())),
+    Input::Object(fields) => fields,
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"redisOptions\" must be an object, got {}",
+        other.type_name()
+      )))
+    }
+  };
+  let ignored = fields
+    .iter()
+    .filter(|(name, _)| !REDIS_OPTION_NAMES.contains(&name.as_str()))
+    .map(|(name, _)| format!("redisOptions.{name}"))
+    .collect();
+
+  options.username = redis_string(input, "username")?;
+  options.password = redis_string(input, "password")?;
+  options.client_name = redis_string(input, "name")?;
+  if let Some(db) = redis_number(input, "db")? {
+    if db.fract() != 0.0 {
+      return Err(LockError::invalid(
+        "\"redisOptions.db\" must be a whole number",
+      ));
+    }
+    options.db = Some(db as i64);
+  }
+  if let Some(ms) = redis_number(input, "connectTimeout")? {
+    options.connect_timeout = millis(ms.max(1.0));
+  }
+  if let Some(ms) = redis_number(input, "commandTimeout")? {
+    options.command_timeout = millis(ms.max(1.0));
+  }
+  if let Some(retries) = redis_number(input, "maxRetriesPerRequest")? {
+    options.reconnect_retries = retries.min(100.0) as usize;
+  }
+  match input.field("enableOfflineQueue") {
+    Input::Bool(_) => {}
+    absent if absent.is_absent() => {}
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"redisOptions.enableOfflineQueue\" must be a boolean, got {}",
+        other.type_name()
+      )))
+    }
+  }
+  options.keep_alive = match input.field("keepAlive") {
+    Input::Number(ms) if ms.is_finite() && *ms > 0.0 => Some(millis(*ms)),
+    Input::Number(ms) if *ms == 0.0 => None,
+    Input::Bool(true) => Some(Duration::ZERO),
+    Input::Bool(false) => None,
+    absent if absent.is_absent() => None,
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"redisOptions.keepAlive\" must be a number of milliseconds (0 = off), got {}",
+        describe(other)
+      )))
+    }
+  };
+  options.tls = parse_tls(input.field("tls"))?;
+  Ok((options, ignored))
+}
+
+fn parse_tls(input: &Input) -> LockResult<Option<TlsOptions>> {
+  match input {
+    absent if absent.is_absent() => Ok(None),
+    Input::Bool(false) => Ok(None),
+    Input::Bool(true) => Ok(Some(TlsOptions {
+      reject_unauthorized: true,
+      ..TlsOptions::default()
+    })),
+    Input::Object(_) => {
+      let pem = |name: &str| match input.field(name) {
+        Input::String(pem) => Ok(Some(pem.clone())),
+        absent if absent.is_absent() => Ok(None),
+        other => Err(LockError::invalid(format!(
+          "\"redisOptions.tls.{name}\" must be a PEM string or Buffer, got {}",
+          other.type_name()
+        ))),
+      };
+      let reject_unauthorized = match input.field("rejectUnauthorized") {
+        Input::Bool(value) => *value,
+        absent if absent.is_absent() => true,
+        other => {
+          return Err(LockError::invalid(format!(
+            "\"redisOptions.tls.rejectUnauthorized\" must be a boolean, got {}",
+            other.type_name()
+          )))
+        }
+      };
+      Ok(Some(TlsOptions {
+        ca: pem("ca")?,
+        cert: pem("cert")?,
+        key: pem("key")?,
+        reject_unauthorized,
+      }))
+    }
+    other => Err(LockError::invalid(format!(
+      "\"redisOptions.tls\" must be an object or a boolean, got {}",
+      other.type_name()
+    ))),
+  }
+}
+
+fn redis_string(input: &Input, name: &str) -> LockResult<Option<String>> {
+  match input.field(name) {
+    Input::String(value) => Ok(Some(value.clone())),
+    absent if absent.is_absent() => Ok(None),
+    other => Err(LockError::invalid(format!(
+      "\"redisOptions.{name}\" must be a string, got {}",
+      other.type_name()
+    ))),
+  }
+}
+
+fn redis_number(input: &Input, name: &str) -> LockResult<Option<f64>> {
+  match input.field(name) {
+    Input::Number(value) if value.is_finite() && *value >= 0.0 => Ok(Some(value.min(MAX_SECS))),
+    absent if absent.is_absent() => Ok(None),
+    other => Err(LockError::invalid(format!(
+      "\"redisOptions.{name}\" must be a finite number >= 0, got {}",
+      describe(other)
+    ))),
+  }
+}
+
+/// A numeric top-level option. Numeric strings are accepted because Medusa
+/// coerces these options with `+value`, so configs often pass env vars as-is.
+fn option_number(input: &Input, name: &str, min: f64) -> LockResult<Option<f64>> {
+  let value = match input.field(name) {
+    absent if absent.is_absent() => return Ok(None),
+    Input::Number(value) => *value,
+    Input::String(text) if text.trim().parse::<f64>().is_ok() => {
+      text.trim().parse::<f64>().unwrap_or(f64::NAN)
+    }
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"{name}\" must be a number, got {}",
+        describe(other)
+      )))
+    }
+  };
+  if !value.is_finite() || value < min {
+    return Err(LockError::invalid(format!(
+      "\"{name}\" must be a finite number >= {min}, got {value}"
+    )));
+  }
+  Ok(Some(value.min(MAX_SECS)))
+}
+
+fn describe(input: &Input) -> String {
+  match input {
+    Input::Number(value) => value.to_string(),
+    other => other.type_name().to_owned(),
+  }
+}
+
+fn secs(value: f64) -> Duration {
+  Duration::from_secs_f64(value)
+}
+
+fn millis(value: f64) -> Duration {
+  Duration::from_secs_f64(value / 1000.0)
+}
+
+/// The keys of one call, deduplicated, in the caller's order and spelling.
+pub fn parse_keys(input: &Input) -> LockResult<Vec<String>> {
+  const EXPECTED: &str =
+    "\"keys\" must be a non-empty string or a non-empty array of non-empty strings";
+  let check = |key: &Input| match key {
+    Input::String(key) if key.is_empty() => Err(LockError::invalid(format!(
+      "{EXPECTED}, got an empty string"
+    ))),
+    Input::String(key) if key.len() > MAX_KEY_BYTES => Err(LockError::invalid(format!(
+      "\"keys\": a key is {} bytes long, the maximum is {MAX_KEY_BYTES}",
+      key.len()
+    ))),
+    Input::String(key) => Ok(key.clone()),
+    other => Err(LockError::invalid(format!(
+      "{EXPECTED}, got {}",
+      other.type_name()
+    ))),
+  };
+  match input {
+    Input::Array(items) if items.is_empty() => {
+      Err(LockError::invalid(format!("{EXPECTED}, got []")))
+    }
+    Input::Array(items) => {
+      let mut keys: Vec<String> = Vec::with_capacity(items.len());
+      for item in items {
+        let key = check(item)?;
+        if !keys.contains(&key) {
+          keys.push(key);
+        }
+      }
+      Ok(keys)
+    }
+    single => Ok(vec![check(single)?]),
+  }
+}
+
+/// The owner a lock is taken or released for; `*` when none is given (Medusa's marker).
+pub const ANONYMOUS_OWNER: &str = "*";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcquireArgs {
+  pub owner_id: String,
+  /// `None`: the lock does not expire.
+  pub lease_ttl: Option<Duration>,
+  pub await_queue: bool,
+  /// How long `awaitQueue` waits; `None` = the service's `waitLockingTimeout`.
+  pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecuteArgs {
+  pub timeout: Option<Duration>,
+  pub lease_ttl: Duration,
+}
+
+fn check_args_object(input: &Input, parameter: &str) -> LockResult<()> {
+  match input {
+    Input::Object(_) => Ok(()),
+    absent if absent.is_absent() => Ok(()),
+    other => Err(LockError::invalid(format!(
+      "\"{parameter}\" must be an object, got {}",
+      other.type_name()
+    ))),
+  }
+}
+
+pub fn parse_owner(args: &Input) -> LockResult<String> {
+  check_args_object(args, "args")?;
+  match args.field("ownerId") {
+    absent if absent.is_absent() => Ok(ANONYMOUS_OWNER.to_owned()),
+    Input::String(owner) if !owner.is_empty() => Ok(owner.clone()),
+    other => Err(LockError::invalid(format!(
+      "\"ownerId\" must be a non-empty string, got {}",
+      match other {
+        Input::String(_) => "an empty string",
+        other => other.type_name(),
+      }
+    ))),
+  }
+}
+
+/// A `timeout` or `expire` in seconds: a finite number >= 0 (`0` keeps Medusa's meaning).
+fn call_seconds(args: &Input, name: &str) -> LockResult<Option<f64>> {
+  match args.field(name) {
+    absent if absent.is_absent() => Ok(None),
+    Input::Number(value) if value.is_finite() && *value >= 0.0 => Ok(Some(value.min(MAX_SECS))),
+    other => Err(LockError::invalid(format!(
+      "\"{name}\" must be a finite number of seconds >= 0, got {}",
+      describe(other)
+    ))),
+  }
+}
+
+pub fn parse_acquire_args(args: &Input) -> LockResult<AcquireArgs> {
+  let owner_id = parse_owner(args)?;
+  // As in Medusa, `expire: 0` (or none) means the lock never expires.
+  let lease_ttl = call_seconds(args, "expire")?
+    .filter(|secs| *secs > 0.0)
+    .map(|value| secs(value.max(MIN_LOCK_SECS)));
+  let await_queue = match args.field("awaitQueue") {
+    Input::Bool(value) => *value,
+    absent if absent.is_absent() => false,
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"awaitQueue\" must be a boolean, got {}",
+        other.type_name()
+      )))
+    }
+  };
+  let timeout = call_seconds(args, "timeout")?.map(|value| secs(value.max(MIN_LOCK_SECS)));
+  Ok(AcquireArgs {
+    owner_id,
+    lease_ttl,
+    await_queue,
+    timeout,
+  })
+}
+
+pub fn parse_execute_args(args: &Input) -> LockResult<ExecuteArgs> {
+  check_args_object(args, "args")?;
+  let timeout = call_seconds(args, "timeout")?.map(|value| secs(value.max(MIN_LOCK_SECS)));
+  let lease_ttl = secs(
+    call_seconds(args, "expire")?
+      .unwrap_or(DEFAULT_EXECUTE_EXPIRE_SECS)
+      .max(MIN_LOCK_SECS),
+  );
+  Ok(ExecuteArgs { timeout, lease_ttl })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn object(fields: &[(&str, Input)]) -> Input {
+    Input::Object(
+      fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect(),
+    )
+  }
+
+  fn url() -> (&'static str, Input) {
+    (
+      "redisUrl",
+      Input::String("redis://u:secret@localhost:6379/2".into()),
+    )
+  }
+
+  #[test]
+  fn defaults_are_the_documented_values() {
+    let options = ServiceOptions::parse(&object(&[url()])).unwrap();
+    assert_eq!(options.locking.namespace, "medusa_lock:");
+    assert_eq!(options.locking.wait_timeout, Duration::from_secs(5));
+    assert_eq!(
+      options.locking.retry_backoff.initial,
+      Duration::from_millis(5)
+    );
+    assert_eq!(
+      options.locking.retry_backoff.max,
+      Duration::from_millis(200)
+    );
+    assert_eq!(options.locking.retry_backoff.factor, 2.0);
+    assert!(options.ignored_options.is_empty());
+  }
+
+  #[test]
+  fn missing_or_malformed_url_is_rejected_without_echo() {
+    let error = ServiceOptions::parse(&object(&[])).unwrap_err();
+    assert!(error.to_string().contains("redisUrl"));
+    let error = ServiceOptions::parse(&object(&[(
+      "redisUrl",
+      Input::String("http://u:hunter2@x".into()),
+    )]))
+    .unwrap_err();
+    assert_eq!(error.code(), "INVALID_ARGUMENT");
+    assert!(!error.to_string().contains("hunter2"));
+  }
+
+  #[test]
+  fn numeric_options_are_checked_and_named() {
+    for bad in [
+      Input::Number(f64::NAN),
+      Input::Number(-1.0),
+      Input::String("soon".into()),
+      Input::Bool(true),
+    ] {
+      let error =
+        ServiceOptions::parse(&object(&[url(), ("waitLockingTimeout", bad)])).unwrap_err();
+      assert!(error.to_string().contains("waitLockingTimeout"), "{error}");
+    }
+    let options = ServiceOptions::parse(&object(&[
+      url(),
+      ("waitLockingTimeout", Input::String("10".into())),
+    ]))
+    .unwrap();
+    assert_eq!(options.locking.wait_timeout, Duration::from_secs(10));
+  }
+
+  #[test]
+  fn unknown_redis_options_are_reported() {
+    let redis_options = object(&[
+      ("lazyConnect", Input::Bool(true)),
+      ("db", Input::Number(3.0)),
+    ]);
+    let options =
+      ServiceOptions::parse(&object(&[url(), ("redisOptions", redis_options)])).unwrap();
+    assert_eq!(
+      options.ignored_options,
+      vec!["redisOptions.lazyConnect".to_string()]
+    );
+    assert_eq!(options.connection.db, Some(3));
+  }
+
+  #[test]
+  fn debug_output_hides_secrets() {
+    let redis_options = object(&[("password", Input::String("hunter2".into()))]);
+    let options =
+      ServiceOptions::parse(&object(&[url(), ("redisOptions", redis_options)])).unwrap();
+    let printed = format!("{options:?}");
+    assert!(
+      !printed.contains("secret") && !printed.contains("hunter2"),
+      "{printed}"
+    );
+  }
+
+  #[test]
+  fn keys_are_validated_and_deduplicated() {
+    assert_eq!(parse_keys(&Input::String("a".into())).unwrap(), vec!["a"]);
+    let keys = Input::Array(vec![
+      Input::String("a".into()),
+      Input::String("b".into()),
+      Input::String("a".into()),
+    ]);
+    assert_eq!(parse_keys(&keys).unwrap(), vec!["a", "b"]);
+    for bad in [
+      Input::Array(vec![]),
+      Input::String(String::new()),
+      Input::Number(1.0),
+      Input::Array(vec![Input::String("a".into()), Input::Null]),
+      Input::String("k".repeat(MAX_KEY_BYTES + 1)),
+    ] {
+      let error = parse_keys(&bad).unwrap_err();
+      assert_eq!(error.code(), "INVALID_ARGUMENT");
+      assert!(error.to_string().contains("keys"), "{error}");
+    }
+  }
+
+  #[test]
+  fn call_arguments_follow_medusa_units() {
+    let args = parse_acquire_args(&object(&[
+      ("expire", Input::Number(0.2)),
+      ("ownerId", Input::String("o".into())),
+    ]))
+    .unwrap();
+    assert_eq!(args.lease_ttl, Some(Duration::from_secs(1)));
+    assert_eq!(args.owner_id, "o");
+    assert_eq!(parse_acquire_args(&Input::Undefined).unwrap().owner_id, "*");
+    assert_eq!(
+      parse_acquire_args(&object(&[("expire", Input::Number(0.0))]))
+        .unwrap()
+        .lease_ttl,
+      None
+    );
+    assert_eq!(
+      parse_execute_args(&Input::Undefined).unwrap().lease_ttl,
+      Duration::from_secs(60)
+    );
+    for (name, bad) in [
+      ("expire", Input::Number(-1.0)),
+      ("timeout", Input::Number(f64::NAN)),
+      ("expire", Input::String("5".into())),
+    ] {
+      let error = parse_execute_args(&object(&[(name, bad)])).unwrap_err();
+      assert!(error.to_string().contains(name), "{error}");
+    }
+    assert!(parse_acquire_args(&object(&[("awaitQueue", Input::Number(1.0))])).is_err());
+  }
+}
