@@ -47,7 +47,7 @@ async function readLog(logKey) {
   return raw === '' ? [] : raw.split('\n')
 }
 
-test('one hot key, 4 processes x 4 callers x 50 executes: no overlap, all complete', { timeout: 120_000 }, async () => {
+test('one hot key, 4 processes x 4 callers x 50 executes: no overlap, all complete', { timeout: 120_000 }, async (t) => {
   const processes = 4
   const callers = 4
   const iterations = 50
@@ -55,7 +55,8 @@ test('one hot key, 4 processes x 4 callers x 50 executes: no overlap, all comple
   // A generous timeout: this test is about exclusion, not fairness under load.
   const cfg = { keys: 'hot', callers, iterations, maxJobMs: 3, logKey, timeout: 60 }
 
-  const { reports } = await runHotKeyWorkers(Array.from({ length: processes }, () => cfg))
+  const { reports, ms } = await runHotKeyWorkers(Array.from({ length: processes }, () => cfg))
+  t.diagnostic(`${processes * callers * iterations} executes in ${ms} ms`)
 
   assert.deepEqual(reports.flatMap((r) => r.errors), [])
   assert.equal(reports.reduce((n, r) => n + r.completed, 0), processes * callers * iterations)
@@ -65,15 +66,16 @@ test('one hot key, 4 processes x 4 callers x 50 executes: no overlap, all comple
   assert.equal(await server.cli('keys', 'medusa_lock:*'), '')
 })
 
-test('ABBA: ["a","b"] vs ["b","a"] from two processes completes without timeout', { timeout: 120_000 }, async () => {
+test('ABBA: ["a","b"] vs ["b","a"] from two processes completes without timeout', { timeout: 120_000 }, async (t) => {
   const iterations = 200
   const logKey = 'excl:log:abba'
   // Default timeout (waitLockingTimeout, 5 s): a deadlock shows up as LOCK_TIMEOUT.
-  const { reports } = await runHotKeyWorkers([
+  const { reports, ms } = await runHotKeyWorkers([
     { keys: ['a', 'b'], callers: 1, iterations, maxJobMs: 1, logKey },
     { keys: ['b', 'a'], callers: 1, iterations, maxJobMs: 1, logKey },
   ])
 
+  t.diagnostic(`${2 * iterations} executes in ${ms} ms`)
   assert.deepEqual(reports.flatMap((r) => r.errors), [])
   assert.deepEqual(reports.map((r) => r.completed), [iterations, iterations])
   const { overlaps, jobs } = checkLog(await readLog(logKey))

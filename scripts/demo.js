@@ -45,18 +45,18 @@ async function sell({ url, redis, prefix, locked }) {
     oversold: Math.max(0, sold - STOCK),
     'final stock': Number(await redis.get(stockKey)),
     errors: errors.length,
-    ms,
+    'time (ms)': ms,
     firstError: errors[0],
   }
 }
 
 function printTable(rows) {
-  const columns = ['run', 'sold', 'oversold', 'final stock', 'errors', 'ms']
+  const columns = ['run', 'sold', 'oversold', 'final stock', 'errors', 'time (ms)']
   const cells = rows.map((row) => columns.map((c) => String(row[c])))
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)))
   const line = (values) => '| ' + values.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join(' | ') + ' |'
   console.log(line(columns))
-  console.log('|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 1) : '-'.repeat(w + 1) + ':')).join('|') + '|')
+  console.log('|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|')
   for (const row of cells) console.log(line(row))
 }
 
@@ -84,7 +84,7 @@ async function main() {
       rows.push(row)
       console.log(
         `${row.run}: sold ${row.sold} of ${STOCK}, oversold ${row.oversold}, final stock ${row['final stock']}, ` +
-          `${row.errors} errors, ${row.ms} ms` + (row.firstError ? ` (first error: ${row.firstError})` : ''),
+          `${row.errors} errors, ${row['time (ms)']} ms` + (row.firstError ? ` (first error: ${row.firstError})` : ''),
       )
     }
     console.log('')

@@ -45,7 +45,7 @@ function freePort() {
   })
 }
 
-/** Resolves once something answers PING with +PONG on 127.0.0.1:port. */
+/** Resolves once a Redis answers PING on 127.0.0.1:port (+PONG, or NOAUTH when it requires a password). */
 function ping(port, timeoutMs = 500) {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host: '127.0.0.1' })
@@ -59,7 +59,7 @@ function ping(port, timeoutMs = 500) {
     socket.on('connect', () => socket.write('PING\r\n'))
     socket.on('data', (chunk) => {
       reply += chunk
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'))
     })
   })
 }

@@ -1,0 +1,142 @@
+/// <reference types="node" />
+
+/** Stable `error.code` of every error ferrolock rejects with. */
+export type LockErrorCode =
+  | 'LOCK_CONFLICT'
+  | 'LOCK_TIMEOUT'
+  | 'LOCK_LOST'
+  | 'INVALID_ARGUMENT'
+  | 'REDIS_ERROR'
+  | 'CLOSED'
+
+/** Medusa's `MedusaError.Types` value carried by each error (`conflict` → HTTP 409 in Medusa). */
+export type MedusaErrorType = 'conflict' | 'invalid_argument' | 'unexpected_state'
+
+/** The `Error` every ferrolock rejection is (a job's own errors pass through untouched). */
+export interface LockError extends Error {
+  code: LockErrorCode
+  type: MedusaErrorType
+}
+
+export declare const ERROR_CODES: Readonly<{ [K in LockErrorCode]: K }>
+
+/** TLS settings, as ioredis takes them. */
+export interface TlsOptions {
+  /** PEM root certificate(s) to trust instead of the system store. */
+  ca?: string | Buffer
+  /** PEM client certificate (mutual TLS), with `key`. */
+  cert?: string | Buffer
+  key?: string | Buffer
+  /** `false` disables certificate verification. Default `true`. */
+  rejectUnauthorized?: boolean
+}
+
+/** The ioredis options ferrolock applies. Other keys are accepted and reported once as ignored. */
+export interface RedisOptions {
+  username?: string
+  password?: string
+  db?: number
+  /** `true` or an object: connect with TLS (also for a `redis://` URL). */
+  tls?: boolean | TlsOptions
+  /** ms to establish a connection. Default 5000. */
+  connectTimeout?: number
+  /** ms to wait for any Redis reply. Default 5000. */
+  commandTimeout?: number
+  /** Reconnection attempts before a command fails. Default 6. `null` keeps the default. */
+  maxRetriesPerRequest?: number | null
+  /** Accepted for config compatibility; commands are always bounded by `commandTimeout`. */
+  enableOfflineQueue?: boolean
+  /** TCP keep-alive initial delay in ms (`0`: off). */
+  keepAlive?: number
+  /** Connection name (`CLIENT SETNAME`), set when the connection opens. */
+  name?: string
+  [ignored: string]: unknown
+}
+
+export interface LockingOptions {
+  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. Required. */
+  redisUrl: string
+  redisOptions?: RedisOptions
+  /** Prefix of every lock key. Default `"medusa_lock:"`. */
+  namespace?: string
+  /** Seconds `execute` (and `acquire` with `awaitQueue`) waits when no `timeout` is given. Default 5, min 1. */
+  waitLockingTimeout?: number | string
+  /** ms, first wait between attempts. Default 5. */
+  defaultRetryInterval?: number | string
+  /** ms, cap of the wait between attempts. Default 200. */
+  maximumRetryInterval?: number | string
+  /** Growth of the wait between attempts. Default 2. */
+  backoffFactor?: number | string
+}
+
+export interface ServiceExtras {
+  /** Where the one-time "ignored option" warning goes. Default: `process.emitWarning`. */
+  logger?: { warn(message: string): void }
+}
+
+export interface AcquireArgs {
+  /** Owner of the lock; the same owner re-enters its own locks. Default `"*"` (anonymous, never re-entered). */
+  ownerId?: string
+  /** Seconds until the lock expires (min 1). Without it (or `0`) the lock does not expire. */
+  expire?: number
+  /** Wait for keys held by others instead of rejecting with `LOCK_CONFLICT`. */
+  awaitQueue?: boolean
+  /** Seconds `awaitQueue` waits before rejecting with `LOCK_TIMEOUT`. Default `waitLockingTimeout`. */
+  timeout?: number
+  [medusaArgument: string]: unknown
+}
+
+export interface ReleaseArgs {
+  /** Owner whose locks are released. Default `"*"`. */
+  ownerId?: string
+  [medusaArgument: string]: unknown
+}
+
+export interface ExecuteArgs {
+  /** Seconds to wait for all keys (min 1). Default `waitLockingTimeout`. */
+  timeout?: number
+  /** Seconds of the lease, renewed every third of it while the job runs (min 1). Default 60. */
+  expire?: number
+  [medusaArgument: string]: unknown
+}
+
+export declare class LockingModuleService {
+  /**
+   * Validates `options` — throws an `INVALID_ARGUMENT` error synchronously, as
+   * constructors do — and connects on first use. Prefer `LockingModuleService.connect`.
+   */
+  constructor(options: LockingOptions, extras?: ServiceExtras)
+  /** Creates the service and resolves once Redis answers (rejects with `REDIS_ERROR` within `connectTimeout`). */
+  static connect(options: LockingOptions, extras?: ServiceExtras): Promise<LockingModuleService>
+  /** Option names accepted but not applied (also reported once on creation). */
+  readonly ignoredOptions: string[]
+  /**
+   * Takes every key, or none of them, in one round trip. Rejects with
+   * `Failed to acquire lock for key "<key>"` (`LOCK_CONFLICT`) when one is held
+   * by another owner, unless `awaitQueue` — then waits up to `timeout` (`LOCK_TIMEOUT`).
+   */
+  acquire(keys: string | string[], args?: AcquireArgs, sharedContext?: unknown): Promise<void>
+  /** Deletes each key held by `ownerId` (`"*"` by default); `true` only if every key was released. */
+  release(keys: string | string[], args?: ReleaseArgs, sharedContext?: unknown): Promise<boolean>
+  /** Releases every lock of this namespace held by `ownerId` (`"*"` by default). */
+  releaseAll(args?: ReleaseArgs, sharedContext?: unknown): Promise<void>
+  /**
+   * Waits for all `keys` under a fresh owner, runs `job(signal)` while renewing
+   * the lease, and releases the keys however the job ends. Resolves to the
+   * job's value; rejects with the job's own error, with `Timed-out acquiring lock.`
+   * (`LOCK_TIMEOUT`, nothing ran), or with `LOCK_LOST` if the lease was lost —
+   * `signal` aborts with that error as its reason as soon as it is noticed.
+   */
+  execute<T>(
+    keys: string | string[],
+    job: (signal: AbortSignal) => Promise<T> | T,
+    args?: ExecuteArgs,
+    sharedContext?: unknown,
+  ): Promise<T>
+  /** Stops renewals (aborting running jobs' signals with `CLOSED`) and closes the connection. Later calls reject with `CLOSED`. */
+  close(): Promise<void>
+}
+
+/** The Medusa ModuleProvider (`resolve: "ferrolock"`); see `ferrolock/medusa`. */
+declare const medusaProvider: import('./medusa').FerrolockModuleProvider
+export default medusaProvider

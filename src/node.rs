@@ -1,0 +1,278 @@
+//! Node.js bindings: the native class behind `index.js`, argument conversion
+//! and error mapping. Lock rules live in `engine.rs`, not here.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::{Env, ValueType};
+use napi_derive::napi;
+
+use crate::connection::ConnectionFactory;
+use crate::engine::{LockEngine, Wait};
+use crate::error::{LockError, LockResult};
+use crate::lease::HeldLease;
+use crate::options::{
+  parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions,
+};
+
+/// Nesting deeper than this in options or arguments is rejected, not walked.
+const MAX_INPUT_DEPTH: usize = 8;
+
+#[napi_derive::module_init]
+fn init() {
+  let runtime = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(2)
+    .thread_name("ferrolock-worker")
+    .enable_all()
+    .build()
+    .expect("ferrolock: cannot start its tokio runtime");
+  create_custom_tokio_runtime(runtime);
+}
+
+/// Builds a JS `Error` carrying `code` and Medusa's `type`.
+fn js_error_object<'env>(env: &'env Env, error: &LockError) -> Result<Object<'env>> {
+  let mut object = env.create_error(napi::Error::new(Status::GenericFailure, error.to_string()))?;
+  object.set_named_property("code", error.code())?;
+  object.set_named_property("type", error.medusa_type())?;
+  Ok(object)
+}
+
+/// Lets a `LockError` be handed to JS directly, e.g. as a callback argument.
+impl ToNapiValue for LockError {
+  unsafe fn to_napi_value(
+    raw_env: napi::sys::napi_env,
+    error: Self,
+  ) -> Result<napi::sys::napi_value> {
+    let env = Env::from_raw(raw_env);
+    Ok(js_error_object(&env, &error)?.raw())
+  }
+}
+
+fn js_error(env: &Env, error: &LockError) -> napi::Error {
+  match js_error_object(env, error) {
+    Ok(object) => napi::Error::from(object.to_unknown()),
+    Err(failure) => failure,
+  }
+}
+
+/// Runs `work` on the runtime; its `LockError` becomes a coded JS rejection.
+fn settle<T, F>(env: &Env, work: F) -> Result<PromiseRaw<'_, T>>
+where
+  T: ToNapiValue + Send + 'static,
+  F: Future<Output = LockResult<T>> + Send + 'static,
+{
+  env.spawn_future_with_callback(
+    async move { Ok(work.await) },
+    |env, outcome: LockResult<T>| outcome.map_err(|error| js_error(env, &error)),
+  )
+}
+
+fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
+  Ok(match value.get_type()? {
+    ValueType::Undefined => Input::Undefined,
+    ValueType::Null => Input::Null,
+    ValueType::Boolean => Input::Bool(unsafe { value.cast::<bool>() }?),
+    ValueType::Number => Input::Number(unsafe { value.cast::<f64>() }?),
+    ValueType::String => Input::String(unsafe { value.cast::<String>() }?),
+    ValueType::Object if depth >= MAX_INPUT_DEPTH => Input::Other("deeply nested object"),
+    ValueType::Object => {
+      let object = unsafe { value.cast::<Object>() }?;
+      if object.is_array()? {
+        let length = object.get_array_length()?;
+        let mut items = Vec::with_capacity(length as usize);
+        for index in 0..length {
+          items.push(to_input(&object.get_element::<Unknown>(index)?, depth + 1)?);
+        }
+        Input::Array(items)
+      } else if object.is_buffer()? {
+        let buffer = unsafe { value.cast::<BufferSlice>() }?;
+        Input::String(String::from_utf8_lossy(&buffer).into_owned())
+      } else {
+        let names = object.get_property_names()?;
+        let count = names.get_array_length()?;
+        let mut fields = Vec::with_capacity(count as usize);
+        for index in 0..count {
+          let name: String = names.get_element(index)?;
+          let field = object.get_named_property::<Unknown>(&name)?;
+          fields.push((name, to_input(&field, depth + 1)?));
+        }
+        Input::Object(fields)
+      }
+    }
+    ValueType::Function => Input::Other("function"),
+    ValueType::Symbol => Input::Other("symbol"),
+    ValueType::BigInt => Input::Other("bigint"),
+    _ => Input::Other("unsupported value"),
+  })
+}
+
+fn optional_input(value: Option<Unknown>) -> Result<Input> {
+  match value {
+    Some(value) => to_input(&value, 0),
+    None => Ok(Input::Undefined),
+  }
+}
+
+/// The native lock service; `index.js` wraps it as `LockingModuleService`.
+#[napi]
+pub struct NativeLockService {
+  engine: Arc<LockEngine>,
+  ignored_options: Vec<String>,
+}
+
+#[napi]
+impl NativeLockService {
+  /// Validates `options` (throws `INVALID_ARGUMENT`); connects on first use or `connect()`.
+  #[napi(constructor)]
+  pub fn new(env: Env, options: Unknown) -> Result<Self> {
+    let input = to_input(&options, 0)?;
+    let build = || -> LockResult<Self> {
+      let options = ServiceOptions::parse(&input)?;
+      let factory = ConnectionFactory::new(&options.connection)?;
+      Ok(NativeLockService {
+        engine: Arc::new(LockEngine::new(factory, options.locking)),
+        ignored_options: options.ignored_options,
+      })
+    };
+    build().map_err(|error| js_error(&env, &error))
+  }
+
+  /// Option names accepted but not applied.
+  #[napi(getter)]
+  pub fn ignored_options(&self) -> Vec<String> {
+    self.ignored_options.clone()
+  }
+
+  #[napi]
+  pub fn connect<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+    let engine = self.engine.clone();
+    settle(env, async move { engine.connection().await.map(|_| ()) })
+  }
+
+  #[napi(ts_args_type = "keys: string | string[], args?: AcquireArgs | null")]
+  pub fn acquire<'env>(
+    &self,
+    env: &'env Env,
+    keys: Unknown,
+    args: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, ()>> {
+    let keys = parse_keys(&to_input(&keys, 0)?);
+    let args = parse_acquire_args(&optional_input(args)?);
+    let engine = self.engine.clone();
+    settle(env, async move {
+      let (keys, args) = (keys?, args?);
+      let wait = match args.await_queue {
+        false => Wait::No,
+        true => Wait::Until {
+          deadline: tokio::time::Instant::now()
+            + args.timeout.unwrap_or_else(|| engine.wait_timeout()),
+          abandon_at_deadline: false,
+        },
+      };
+      engine
+        .acquire(&keys, &args.owner_id, args.lease_ttl, wait)
+        .await
+    })
+  }
+
+  #[napi(ts_args_type = "keys: string | string[], args?: ReleaseArgs | null")]
+  pub fn release<'env>(
+    &self,
+    env: &'env Env,
+    keys: Unknown,
+    args: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, bool>> {
+    let keys = parse_keys(&to_input(&keys, 0)?);
+    let owner = parse_owner(&optional_input(args)?);
+    let engine = self.engine.clone();
+    settle(env, async move { engine.release(&keys?, &owner?).await })
+  }
+
+  /// Resolves to how many locks were released.
+  #[napi(ts_args_type = "args?: ReleaseArgs | null")]
+  pub fn release_all<'env>(
+    &self,
+    env: &'env Env,
+    args: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, u32>> {
+    let owner = parse_owner(&optional_input(args)?);
+    let engine = self.engine.clone();
+    settle(env, async move {
+      let released = engine.release_all(&owner?).await?;
+      Ok(released as u32)
+    })
+  }
+
+  /// Waits for `keys` under a fresh owner and starts renewing their lease.
+  /// `onEnd(error)` is called if the lease is lost or the service closes.
+  #[napi(
+    ts_args_type = "keys: string | string[], job: unknown, args: ExecuteArgs | null | undefined, onEnd: (error: Error) => void"
+  )]
+  pub fn begin_execute<'env>(
+    &self,
+    env: &'env Env,
+    keys: Unknown,
+    job: Unknown,
+    args: Option<Unknown>,
+    on_end: Function<'env, LockError, ()>,
+  ) -> Result<PromiseRaw<'env, ExecuteLease>> {
+    let keys = parse_keys(&to_input(&keys, 0)?);
+    let job_is_function = job.get_type()? == ValueType::Function;
+    let args = parse_execute_args(&optional_input(args)?);
+    // Strong on purpose: while a lease is held its job is in progress, so the
+    // process must stay alive even if the job only awaits its signal. The
+    // function is dropped, and the loop released, when the renewal task ends.
+    let on_end = on_end
+      .build_threadsafe_function::<LockError>()
+      .weak::<false>()
+      .callee_handled::<false>()
+      .build()?;
+    let engine = self.engine.clone();
+    settle(env, async move {
+      let keys = keys?;
+      if !job_is_function {
+        return Err(LockError::invalid("\"job\" must be a function"));
+      }
+      let notify = move |error: LockError| {
+        on_end.call(error, ThreadsafeFunctionCallMode::NonBlocking);
+      };
+      let lease = HeldLease::acquire(engine, keys, args?, notify).await?;
+      Ok(ExecuteLease {
+        lease: Mutex::new(Some(lease)),
+      })
+    })
+  }
+
+  /// Stops renewals, aborts running jobs' signals and closes the connection.
+  #[napi]
+  pub fn close(&self) {
+    self.engine.close();
+  }
+}
+
+/// Keys held by one `execute` call.
+#[napi]
+pub struct ExecuteLease {
+  lease: Mutex<Option<HeldLease>>,
+}
+
+#[napi]
+impl ExecuteLease {
+  /// Releases the keys; rejects with `LOCK_LOST` (or `CLOSED`) if the lease ended early.
+  #[napi]
+  pub fn finish<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+    let lease = self
+      .lease
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .take();
+    settle(env, async move {
+      match lease {
+        Some(lease) => lease.finish().await,
+        None => Ok(()),
+      }
+    })
+  }
+}
