@@ -38,18 +38,12 @@ impl std::fmt::Debug for ConnectionFactory {
 }
 
 fn invalid_url() -> LockError {
-  LockError::invalid(
-    "\"redisUrl\" is not a valid Redis URL (it is not shown here, as it may hold a password)",
-  )
+  LockError::invalid("\"redisUrl\" is not a valid Redis URL (it is not shown here, as it may hold a password)")
 }
 
 impl ConnectionFactory {
   pub fn new(options: &ConnectionOptions) -> LockResult<Self> {
-    let mut info = options
-      .url
-      .as_str()
-      .into_connection_info()
-      .map_err(|_| invalid_url())?;
+    let mut info = options.url.as_str().into_connection_info().map_err(|_| invalid_url())?;
 
     let mut redis_settings = info.redis_settings().clone();
     if let Some(username) = &options.username {
@@ -77,14 +71,12 @@ impl ConnectionFactory {
       Some(tls) => {
         // ioredis semantics: a `tls` option turns TLS on even for a redis:// URL.
         let addr = match info.addr().clone() {
-          ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-            ConnectionAddr::TcpTls {
-              host,
-              port,
-              insecure: !tls.reject_unauthorized,
-              tls_params: None,
-            }
-          }
+          ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: !tls.reject_unauthorized,
+            tls_params: None,
+          },
           other => other,
         };
         info = info.set_addr(addr);
@@ -109,9 +101,7 @@ impl ConnectionFactory {
         )
       }
     }
-    .map_err(|error| {
-      LockError::invalid(format!("\"redisOptions.tls\" could not be used: {error}"))
-    })?;
+    .map_err(|error| LockError::invalid(format!("\"redisOptions.tls\" could not be used: {error}")))?;
 
     let config = ConnectionManagerConfig::new()
       .set_connection_timeout(Some(options.connect_timeout))
@@ -124,6 +114,14 @@ impl ConnectionFactory {
       connect_timeout: options.connect_timeout,
       client_name: options.client_name.clone(),
     })
+  }
+
+  /// A dedicated connection for the wake-up subscription.
+  pub async fn pubsub(&self) -> LockResult<redis::aio::PubSub> {
+    tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub())
+      .await
+      .map_err(|_| LockError::Redis("could not open the subscriber connection within the connect timeout".into()))?
+      .map_err(LockError::from)
   }
 
   /// Opens the connection; fails within the connect timeout when Redis is unreachable.

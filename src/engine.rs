@@ -2,7 +2,7 @@
 //! waiting), release, lease extension and release-all, plus the service's
 //! connection and closed state.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,9 +12,13 @@ use crate::connection::{ConnectionFactory, RedisConnection};
 use crate::error::{LockError, LockResult};
 use crate::options::{LockingOptions, RetryBackoff};
 use crate::scripts;
+use crate::wake::{Waiter, WakeHub};
 
 /// How many keys one SCAN step asks for in `release_all`.
 const RELEASE_ALL_SCAN_COUNT: usize = 1000;
+/// How long a waiter's queue entry outlives its last attempt, beyond two
+/// polling intervals: a waiter that died stops blocking others after that.
+const QUEUE_ENTRY_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the connection is in its life.
 enum ConnectionState {
@@ -57,6 +61,10 @@ pub struct LockEngine {
   namespace_pattern: String,
   wait_timeout: Duration,
   retry_backoff: RetryBackoff,
+  wake: Arc<WakeHub>,
+  /// Where release scripts announce whose turn it is (see `wake.rs`).
+  wake_channel: String,
+  queue_entry_ttl: Duration,
 }
 
 impl LockEngine {
@@ -67,9 +75,12 @@ impl LockEngine {
       opening: tokio::sync::Mutex::new(()),
       closed: CancellationToken::new(),
       namespace_pattern: format!("{}*", escape_glob(&options.namespace)),
+      wake_channel: format!("ferrolock:wake:{}", options.namespace),
       namespace: options.namespace,
       wait_timeout: options.wait_timeout,
+      queue_entry_ttl: options.retry_backoff.max * 2 + QUEUE_ENTRY_GRACE,
       retry_backoff: options.retry_backoff,
+      wake: Arc::new(WakeHub::default()),
     }
   }
 
@@ -87,11 +98,7 @@ impl LockEngine {
   }
 
   fn current_connection(&self) -> LockResult<Option<RedisConnection>> {
-    match &*self
-      .state
-      .read()
-      .unwrap_or_else(|poisoned| poisoned.into_inner())
-    {
+    match &*self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
       ConnectionState::NotYetOpened => Ok(None),
       ConnectionState::Open(connection) => Ok(Some(connection.clone())),
       ConnectionState::Closed => Err(LockError::Closed),
@@ -111,46 +118,60 @@ impl LockEngine {
       connection = self.factory.connect() => connection?,
       _ = self.closed.cancelled() => return Err(LockError::Closed),
     };
-    let mut state = self
-      .state
-      .write()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     if matches!(*state, ConnectionState::Closed) {
       return Err(LockError::Closed);
     }
     *state = ConnectionState::Open(connection.clone());
+    tokio::spawn(
+      self
+        .wake
+        .clone()
+        .listen(self.factory.clone(), self.wake_channel.clone(), self.closed.clone()),
+    );
     Ok(connection)
   }
 
   /// Stops every wait and renewal and drops the connection; later calls fail with `CLOSED`.
   pub fn close(&self) {
     self.closed.cancel();
-    *self
-      .state
-      .write()
-      .unwrap_or_else(|poisoned| poisoned.into_inner()) = ConnectionState::Closed;
+    *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = ConnectionState::Closed;
   }
 
-  fn redis_keys(&self, keys: &[String]) -> Vec<String> {
-    keys
-      .iter()
-      .map(|key| format!("{}{key}", self.namespace))
-      .collect()
+  /// The KEYS of the queue-aware scripts for some lock keys: the lock keys,
+  /// then their queues, then their deadline hashes. Queue keys live outside
+  /// the namespace (a SCAN of it sees only locks) and hash-tag their lock key.
+  fn script_keys(lock_keys: Vec<String>) -> Vec<String> {
+    let mut all = Vec::with_capacity(lock_keys.len() * 3);
+    let queues: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:q:{{{key}}}")).collect();
+    let deadlines: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:d:{{{key}}}")).collect();
+    all.extend(lock_keys);
+    all.extend(queues);
+    all.extend(deadlines);
+    all
   }
 
-  /// One attempt at taking every key, in one round trip.
+  fn lock_keys(&self, keys: &[String]) -> Vec<String> {
+    keys.iter().map(|key| format!("{}{key}", self.namespace)).collect()
+  }
+
+  /// One attempt at taking every key, in one round trip. A `waiter` that
+  /// is blocked gets (or keeps) its place in the keys' queues.
   async fn try_acquire(
     &self,
-    redis_keys: &[String],
+    script_keys: &[String],
     owner: &str,
     lease_ttl: Option<Duration>,
+    waiter: Option<&Waiter<'_>>,
   ) -> LockResult<Option<Blocked>> {
     let mut connection = self.connection().await?;
     let lease_ms = lease_ttl.map_or(0, |ttl| ttl.as_millis().max(1));
     let (index, pttl): (usize, i64) = scripts::ACQUIRE
-      .key(redis_keys)
+      .key(script_keys)
       .arg(owner)
       .arg(lease_ms as u64)
+      .arg(waiter.map_or("", |waiter| waiter.id()))
+      .arg(self.queue_entry_ttl.as_millis() as u64)
       .invoke_async(&mut connection)
       .await?;
     Ok((index > 0).then(|| Blocked {
@@ -160,55 +181,75 @@ impl LockEngine {
   }
 
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
-  /// partial set, so callers passing keys in any order cannot deadlock.
-  pub async fn acquire(
+  /// partial set, so callers passing keys in any order cannot deadlock;
+  /// waiters are served in arrival order and woken when their turn comes.
+  pub async fn acquire(&self, keys: &[String], owner: &str, lease_ttl: Option<Duration>, wait: Wait) -> LockResult<()> {
+    let script_keys = Self::script_keys(self.lock_keys(keys));
+    let Wait::Until {
+      deadline,
+      abandon_at_deadline,
+    } = wait
+    else {
+      return match self.try_acquire(&script_keys, owner, lease_ttl, None).await? {
+        None => Ok(()),
+        Some(blocked) => Err(LockError::Conflict {
+          key: keys[blocked.index].clone(),
+        }),
+      };
+    };
+    let waiter = self.wake.waiter();
+    let outcome = self
+      .wait_for_keys(&script_keys, owner, lease_ttl, deadline, abandon_at_deadline, &waiter)
+      .await;
+    if outcome.is_err() && !self.is_closed() {
+      // Leave the queues at once rather than blocking them until the entries lapse.
+      let _ = self.dequeue(&script_keys, &waiter).await;
+    }
+    outcome
+  }
+
+  async fn wait_for_keys(
     &self,
-    keys: &[String],
+    script_keys: &[String],
     owner: &str,
     lease_ttl: Option<Duration>,
-    wait: Wait,
+    deadline: Instant,
+    abandon_at_deadline: bool,
+    waiter: &Waiter<'_>,
   ) -> LockResult<()> {
-    let redis_keys = self.redis_keys(keys);
     let mut retry_interval = self.retry_backoff.initial;
     loop {
-      let attempt = self.try_acquire(&redis_keys, owner, lease_ttl);
-      let outcome = match wait {
-        Wait::Until {
-          deadline,
-          abandon_at_deadline: true,
-        } => match tokio::time::timeout_at(deadline, attempt).await {
+      let attempt = self.try_acquire(script_keys, owner, lease_ttl, Some(waiter));
+      let outcome = if abandon_at_deadline {
+        match tokio::time::timeout_at(deadline, attempt).await {
           Ok(outcome) => outcome,
           Err(_) => {
             // The abandoned script may still run; on the same connection this
             // release runs after it, so the late grant is undone.
-            let _ = self.release(keys, owner).await;
+            let _ = self.release_script_keys(script_keys.to_vec(), owner).await;
             return Err(LockError::Timeout);
           }
-        },
-        _ => attempt.await,
+        }
+      } else {
+        attempt.await
       };
       let Some(blocked) = outcome? else {
         return Ok(());
-      };
-      let deadline = match wait {
-        Wait::No => {
-          return Err(LockError::Conflict {
-            key: keys[blocked.index].clone(),
-          })
-        }
-        Wait::Until { deadline, .. } => deadline,
       };
       let now = Instant::now();
       if now >= deadline {
         return Err(LockError::Timeout);
       }
-      // Jitter spreads competing waiters; a holder's TTL bounds the sleep so expiry is seen promptly.
+      // Polling is only the safety net behind wake-ups (a Medusa instance
+      // releasing does not announce it). Jitter spreads competing pollers; a
+      // holder's TTL bounds the sleep so an expiry is seen promptly.
       let mut pause = retry_interval.mul_f64(0.5 + fastrand::f64() * 0.5);
       if let Some(ttl) = blocked.ttl {
         pause = pause.min(ttl + Duration::from_millis(1));
       }
       pause = pause.min(deadline - now);
       tokio::select! {
+        _ = waiter.woken() => {}
         _ = tokio::time::sleep(pause) => {}
         _ = self.closed.cancelled() => return Err(LockError::Closed),
       }
@@ -218,27 +259,42 @@ impl LockEngine {
     }
   }
 
+  async fn dequeue(&self, script_keys: &[String], waiter: &Waiter<'_>) -> LockResult<()> {
+    let mut connection = self.connection().await?;
+    scripts::DEQUEUE
+      .key(script_keys)
+      .arg(waiter.id())
+      .arg(&self.wake_channel)
+      .invoke_async::<()>(&mut connection)
+      .await?;
+    Ok(())
+  }
+
   /// Deletes each key `owner` holds; `true` when every key was released.
   pub async fn release(&self, keys: &[String], owner: &str) -> LockResult<bool> {
-    let mut connection = self.connection().await?;
-    let released: usize = scripts::RELEASE
-      .key(self.redis_keys(keys))
-      .arg(owner)
-      .invoke_async(&mut connection)
+    let released = self
+      .release_script_keys(Self::script_keys(self.lock_keys(keys)), owner)
       .await?;
     Ok(released == keys.len())
   }
 
+  /// Compare-and-delete of lock keys, waking the next waiter of each; returns how many were deleted.
+  async fn release_script_keys(&self, script_keys: Vec<String>, owner: &str) -> LockResult<usize> {
+    let mut connection = self.connection().await?;
+    let released: usize = scripts::RELEASE
+      .key(script_keys)
+      .arg(owner)
+      .arg(&self.wake_channel)
+      .invoke_async(&mut connection)
+      .await?;
+    Ok(released)
+  }
+
   /// Resets the lease of keys `owner` still holds. `Some(key)`: that key is no longer held.
-  pub async fn extend(
-    &self,
-    keys: &[String],
-    owner: &str,
-    lease_ttl: Duration,
-  ) -> LockResult<Option<String>> {
+  pub async fn extend(&self, keys: &[String], owner: &str, lease_ttl: Duration) -> LockResult<Option<String>> {
     let mut connection = self.connection().await?;
     let lost_index: usize = scripts::EXTEND
-      .key(self.redis_keys(keys))
+      .key(self.lock_keys(keys))
       .arg(owner)
       .arg(lease_ttl.as_millis().max(1) as u64)
       .invoke_async(&mut connection)
@@ -262,12 +318,7 @@ impl LockEngine {
         .query_async(&mut connection)
         .await?;
       if !found.is_empty() {
-        let count: usize = scripts::RELEASE
-          .key(found)
-          .arg(owner)
-          .invoke_async(&mut connection)
-          .await?;
-        released += count;
+        released += self.release_script_keys(Self::script_keys(found), owner).await?;
       }
       if next == 0 {
         return Ok(released);

@@ -39,9 +39,7 @@ impl HeldLease {
       deadline: Instant::now() + timeout,
       abandon_at_deadline: true,
     };
-    engine
-      .acquire(&keys, &owner, Some(args.lease_ttl), wait)
-      .await?;
+    engine.acquire(&keys, &owner, Some(args.lease_ttl), wait).await?;
     let granted_at = Instant::now();
     let stop_renewal = CancellationToken::new();
     let renewal = tokio::spawn(renew_until_stopped(
@@ -101,11 +99,7 @@ async fn renew_until_stopped(
     };
     match renewed {
       Ok(None) => valid_until = attempt_started + lease_ttl,
-      Ok(Some(lost_key)) => {
-        break LockError::Lost {
-          keys: vec![lost_key],
-        }
-      }
+      Ok(Some(lost_key)) => break LockError::Lost { keys: vec![lost_key] },
       // A failed renewal is retried at the next tick, as long as the lease may still stand.
       Err(error) if Instant::now() < valid_until => {
         tracing::warn!(target: "ferrolock", keys = ?keys, %error, "lease renewal failed, retrying");

@@ -8,6 +8,7 @@ pub mod error;
 pub mod lease;
 pub mod options;
 mod scripts;
+pub mod wake;
 
 #[cfg(feature = "node")]
 mod node;

@@ -13,9 +13,7 @@ use crate::connection::ConnectionFactory;
 use crate::engine::{LockEngine, Wait};
 use crate::error::{LockError, LockResult};
 use crate::lease::HeldLease;
-use crate::options::{
-  parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions,
-};
+use crate::options::{parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions};
 
 /// Nesting deeper than this in options or arguments is rejected, not walked.
 const MAX_INPUT_DEPTH: usize = 8;
@@ -41,10 +39,7 @@ fn js_error_object<'env>(env: &'env Env, error: &LockError) -> Result<Object<'en
 
 /// Lets a `LockError` be handed to JS directly, e.g. as a callback argument.
 impl ToNapiValue for LockError {
-  unsafe fn to_napi_value(
-    raw_env: napi::sys::napi_env,
-    error: Self,
-  ) -> Result<napi::sys::napi_value> {
+  unsafe fn to_napi_value(raw_env: napi::sys::napi_env, error: Self) -> Result<napi::sys::napi_value> {
     let env = Env::from_raw(raw_env);
     Ok(js_error_object(&env, &error)?.raw())
   }
@@ -63,10 +58,9 @@ where
   T: ToNapiValue + Send + 'static,
   F: Future<Output = LockResult<T>> + Send + 'static,
 {
-  env.spawn_future_with_callback(
-    async move { Ok(work.await) },
-    |env, outcome: LockResult<T>| outcome.map_err(|error| js_error(env, &error)),
-  )
+  env.spawn_future_with_callback(async move { Ok(work.await) }, |env, outcome: LockResult<T>| {
+    outcome.map_err(|error| js_error(env, &error))
+  })
 }
 
 fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
@@ -152,12 +146,7 @@ impl NativeLockService {
   }
 
   #[napi(ts_args_type = "keys: string | string[], args?: AcquireArgs | null")]
-  pub fn acquire<'env>(
-    &self,
-    env: &'env Env,
-    keys: Unknown,
-    args: Option<Unknown>,
-  ) -> Result<PromiseRaw<'env, ()>> {
+  pub fn acquire<'env>(&self, env: &'env Env, keys: Unknown, args: Option<Unknown>) -> Result<PromiseRaw<'env, ()>> {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let args = parse_acquire_args(&optional_input(args)?);
     let engine = self.engine.clone();
@@ -166,24 +155,16 @@ impl NativeLockService {
       let wait = match args.await_queue {
         false => Wait::No,
         true => Wait::Until {
-          deadline: tokio::time::Instant::now()
-            + args.timeout.unwrap_or_else(|| engine.wait_timeout()),
+          deadline: tokio::time::Instant::now() + args.timeout.unwrap_or_else(|| engine.wait_timeout()),
           abandon_at_deadline: false,
         },
       };
-      engine
-        .acquire(&keys, &args.owner_id, args.lease_ttl, wait)
-        .await
+      engine.acquire(&keys, &args.owner_id, args.lease_ttl, wait).await
     })
   }
 
   #[napi(ts_args_type = "keys: string | string[], args?: ReleaseArgs | null")]
-  pub fn release<'env>(
-    &self,
-    env: &'env Env,
-    keys: Unknown,
-    args: Option<Unknown>,
-  ) -> Result<PromiseRaw<'env, bool>> {
+  pub fn release<'env>(&self, env: &'env Env, keys: Unknown, args: Option<Unknown>) -> Result<PromiseRaw<'env, bool>> {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
@@ -192,11 +173,7 @@ impl NativeLockService {
 
   /// Resolves to how many locks were released.
   #[napi(ts_args_type = "args?: ReleaseArgs | null")]
-  pub fn release_all<'env>(
-    &self,
-    env: &'env Env,
-    args: Option<Unknown>,
-  ) -> Result<PromiseRaw<'env, u32>> {
+  pub fn release_all<'env>(&self, env: &'env Env, args: Option<Unknown>) -> Result<PromiseRaw<'env, u32>> {
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
     settle(env, async move {

@@ -186,19 +186,20 @@ impl ServiceOptions {
       }
     }
 
-    let url =
-      match input.field("redisUrl") {
-        Input::String(url) if !url.is_empty() => url.clone(),
-        absent if absent.is_absent() => return Err(LockError::invalid(
+    let url = match input.field("redisUrl") {
+      Input::String(url) if !url.is_empty() => url.clone(),
+      absent if absent.is_absent() => {
+        return Err(LockError::invalid(
           "No \"redisUrl\" provided in the ferrolock options. It is required to connect to Redis.",
-        )),
-        other => {
-          return Err(LockError::invalid(format!(
-            "\"redisUrl\" must be a non-empty string, got {}",
-            other.type_name()
-          )))
-        }
-      };
+        ))
+      }
+      other => {
+        return Err(LockError::invalid(format!(
+          "\"redisUrl\" must be a non-empty string, got {}",
+          other.type_name()
+        )))
+      }
+    };
     check_url(&url)?;
 
     let namespace = match input.field("namespace") {
@@ -287,9 +288,7 @@ fn parse_redis_options(url: String, input: &Input) -> LockResult<(ConnectionOpti
   options.client_name = redis_string(input, "name")?;
   if let Some(db) = redis_number(input, "db")? {
     if db.fract() != 0.0 {
-      return Err(LockError::invalid(
-        "\"redisOptions.db\" must be a whole number",
-      ));
+      return Err(LockError::invalid("\"redisOptions.db\" must be a whole number"));
     }
     options.db = Some(db as i64);
   }
@@ -398,9 +397,7 @@ fn option_number(input: &Input, name: &str, min: f64) -> LockResult<Option<f64>>
   let value = match input.field(name) {
     absent if absent.is_absent() => return Ok(None),
     Input::Number(value) => *value,
-    Input::String(text) if text.trim().parse::<f64>().is_ok() => {
-      text.trim().parse::<f64>().unwrap_or(f64::NAN)
-    }
+    Input::String(text) if text.trim().parse::<f64>().is_ok() => text.trim().parse::<f64>().unwrap_or(f64::NAN),
     other => {
       return Err(LockError::invalid(format!(
         "\"{name}\" must be a number, got {}",
@@ -433,26 +430,18 @@ fn millis(value: f64) -> Duration {
 
 /// The keys of one call, deduplicated, in the caller's order and spelling.
 pub fn parse_keys(input: &Input) -> LockResult<Vec<String>> {
-  const EXPECTED: &str =
-    "\"keys\" must be a non-empty string or a non-empty array of non-empty strings";
+  const EXPECTED: &str = "\"keys\" must be a non-empty string or a non-empty array of non-empty strings";
   let check = |key: &Input| match key {
-    Input::String(key) if key.is_empty() => Err(LockError::invalid(format!(
-      "{EXPECTED}, got an empty string"
-    ))),
+    Input::String(key) if key.is_empty() => Err(LockError::invalid(format!("{EXPECTED}, got an empty string"))),
     Input::String(key) if key.len() > MAX_KEY_BYTES => Err(LockError::invalid(format!(
       "\"keys\": a key is {} bytes long, the maximum is {MAX_KEY_BYTES}",
       key.len()
     ))),
     Input::String(key) => Ok(key.clone()),
-    other => Err(LockError::invalid(format!(
-      "{EXPECTED}, got {}",
-      other.type_name()
-    ))),
+    other => Err(LockError::invalid(format!("{EXPECTED}, got {}", other.type_name()))),
   };
   match input {
-    Input::Array(items) if items.is_empty() => {
-      Err(LockError::invalid(format!("{EXPECTED}, got []")))
-    }
+    Input::Array(items) if items.is_empty() => Err(LockError::invalid(format!("{EXPECTED}, got []"))),
     Input::Array(items) => {
       let mut keys: Vec<String> = Vec::with_capacity(items.len());
       for item in items {
@@ -565,19 +554,11 @@ mod tests {
   use super::*;
 
   fn object(fields: &[(&str, Input)]) -> Input {
-    Input::Object(
-      fields
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect(),
-    )
+    Input::Object(fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
   }
 
   fn url() -> (&'static str, Input) {
-    (
-      "redisUrl",
-      Input::String("redis://u:secret@localhost:6379/2".into()),
-    )
+    ("redisUrl", Input::String("redis://u:secret@localhost:6379/2".into()))
   }
 
   #[test]
@@ -585,14 +566,8 @@ mod tests {
     let options = ServiceOptions::parse(&object(&[url()])).unwrap();
     assert_eq!(options.locking.namespace, "medusa_lock:");
     assert_eq!(options.locking.wait_timeout, Duration::from_secs(5));
-    assert_eq!(
-      options.locking.retry_backoff.initial,
-      Duration::from_millis(5)
-    );
-    assert_eq!(
-      options.locking.retry_backoff.max,
-      Duration::from_millis(200)
-    );
+    assert_eq!(options.locking.retry_backoff.initial, Duration::from_millis(5));
+    assert_eq!(options.locking.retry_backoff.max, Duration::from_millis(200));
     assert_eq!(options.locking.retry_backoff.factor, 2.0);
     assert!(options.ignored_options.is_empty());
   }
@@ -601,11 +576,8 @@ mod tests {
   fn missing_or_malformed_url_is_rejected_without_echo() {
     let error = ServiceOptions::parse(&object(&[])).unwrap_err();
     assert!(error.to_string().contains("redisUrl"));
-    let error = ServiceOptions::parse(&object(&[(
-      "redisUrl",
-      Input::String("http://u:hunter2@x".into()),
-    )]))
-    .unwrap_err();
+    let error =
+      ServiceOptions::parse(&object(&[("redisUrl", Input::String("http://u:hunter2@x".into()))])).unwrap_err();
     assert_eq!(error.code(), "INVALID_ARGUMENT");
     assert!(!error.to_string().contains("hunter2"));
   }
@@ -618,43 +590,27 @@ mod tests {
       Input::String("soon".into()),
       Input::Bool(true),
     ] {
-      let error =
-        ServiceOptions::parse(&object(&[url(), ("waitLockingTimeout", bad)])).unwrap_err();
+      let error = ServiceOptions::parse(&object(&[url(), ("waitLockingTimeout", bad)])).unwrap_err();
       assert!(error.to_string().contains("waitLockingTimeout"), "{error}");
     }
-    let options = ServiceOptions::parse(&object(&[
-      url(),
-      ("waitLockingTimeout", Input::String("10".into())),
-    ]))
-    .unwrap();
+    let options = ServiceOptions::parse(&object(&[url(), ("waitLockingTimeout", Input::String("10".into()))])).unwrap();
     assert_eq!(options.locking.wait_timeout, Duration::from_secs(10));
   }
 
   #[test]
   fn unknown_redis_options_are_reported() {
-    let redis_options = object(&[
-      ("lazyConnect", Input::Bool(true)),
-      ("db", Input::Number(3.0)),
-    ]);
-    let options =
-      ServiceOptions::parse(&object(&[url(), ("redisOptions", redis_options)])).unwrap();
-    assert_eq!(
-      options.ignored_options,
-      vec!["redisOptions.lazyConnect".to_string()]
-    );
+    let redis_options = object(&[("lazyConnect", Input::Bool(true)), ("db", Input::Number(3.0))]);
+    let options = ServiceOptions::parse(&object(&[url(), ("redisOptions", redis_options)])).unwrap();
+    assert_eq!(options.ignored_options, vec!["redisOptions.lazyConnect".to_string()]);
     assert_eq!(options.connection.db, Some(3));
   }
 
   #[test]
   fn debug_output_hides_secrets() {
     let redis_options = object(&[("password", Input::String("hunter2".into()))]);
-    let options =
-      ServiceOptions::parse(&object(&[url(), ("redisOptions", redis_options)])).unwrap();
+    let options = ServiceOptions::parse(&object(&[url(), ("redisOptions", redis_options)])).unwrap();
     let printed = format!("{options:?}");
-    assert!(
-      !printed.contains("secret") && !printed.contains("hunter2"),
-      "{printed}"
-    );
+    assert!(!printed.contains("secret") && !printed.contains("hunter2"), "{printed}");
   }
 
   #[test]

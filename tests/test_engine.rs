@@ -26,10 +26,7 @@ fn wait_for(duration: Duration) -> Wait {
 async fn multi_key_acquire_is_all_or_nothing() {
   let server = RedisServer::start();
   let engine = server.engine(&[]);
-  engine
-    .acquire(&keys(&["b"]), "other", None, Wait::No)
-    .await
-    .unwrap();
+  engine.acquire(&keys(&["b"]), "other", None, Wait::No).await.unwrap();
 
   let error = engine
     .acquire(&keys(&["a", "b", "c"]), "me", None, Wait::No)
@@ -42,12 +39,7 @@ async fn multi_key_acquire_is_all_or_nothing() {
   assert_eq!((a, c), (None, None), "no key of a failed call stays taken");
 
   engine
-    .acquire(
-      &keys(&["a", "c"]),
-      "me",
-      Some(Duration::from_secs(30)),
-      Wait::No,
-    )
+    .acquire(&keys(&["a", "c"]), "me", Some(Duration::from_secs(30)), Wait::No)
     .await
     .unwrap();
   let owner: String = redis.get("medusa_lock:a").unwrap();
@@ -77,16 +69,10 @@ async fn same_owner_reenters_and_refreshes_but_anonymous_does_not() {
   let ttl: i64 = redis.pttl("medusa_lock:k").unwrap();
   assert!(ttl > 45_000, "re-entry refreshed the TTL: {ttl}");
 
-  engine
-    .acquire(&keys(&["anon"]), "*", None, Wait::No)
-    .await
-    .unwrap();
+  engine.acquire(&keys(&["anon"]), "*", None, Wait::No).await.unwrap();
   let value: String = redis.get("medusa_lock:anon").unwrap();
   assert_eq!(value, "*");
-  let error = engine
-    .acquire(&keys(&["anon"]), "*", None, Wait::No)
-    .await
-    .unwrap_err();
+  let error = engine.acquire(&keys(&["anon"]), "*", None, Wait::No).await.unwrap_err();
   assert_eq!(error.code(), "LOCK_CONFLICT");
 }
 
@@ -94,14 +80,8 @@ async fn same_owner_reenters_and_refreshes_but_anonymous_does_not() {
 async fn release_only_deletes_the_owners_keys() {
   let server = RedisServer::start();
   let engine = server.engine(&[]);
-  engine
-    .acquire(&keys(&["a"]), "me", None, Wait::No)
-    .await
-    .unwrap();
-  engine
-    .acquire(&keys(&["b"]), "other", None, Wait::No)
-    .await
-    .unwrap();
+  engine.acquire(&keys(&["a"]), "me", None, Wait::No).await.unwrap();
+  engine.acquire(&keys(&["b"]), "other", None, Wait::No).await.unwrap();
   assert!(!engine.release(&keys(&["a", "b"]), "me").await.unwrap());
   let mut redis = server.client();
   let b: String = redis.get("medusa_lock:b").unwrap();
@@ -115,17 +95,9 @@ async fn release_only_deletes_the_owners_keys() {
 async fn a_waiter_gets_the_key_after_release_and_times_out_otherwise() {
   let server = RedisServer::start();
   let engine = Arc::new(server.engine(&[]));
-  engine
-    .acquire(&keys(&["k"]), "holder", None, Wait::No)
-    .await
-    .unwrap();
+  engine.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
   let error = engine
-    .acquire(
-      &keys(&["k"]),
-      "waiter",
-      None,
-      wait_for(Duration::from_millis(300)),
-    )
+    .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_millis(300)))
     .await
     .unwrap_err();
   assert_eq!(error, LockError::Timeout);
@@ -134,12 +106,7 @@ async fn a_waiter_gets_the_key_after_release_and_times_out_otherwise() {
     let engine = engine.clone();
     tokio::spawn(async move {
       engine
-        .acquire(
-          &keys(&["k"]),
-          "waiter",
-          None,
-          wait_for(Duration::from_secs(5)),
-        )
+        .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_secs(5)))
         .await
     })
   };
@@ -186,14 +153,8 @@ async fn release_all_stays_inside_a_glob_namespace() {
   let _: () = redis.set("shop1x:a", "me").unwrap();
   let _: () = redis.set("shop[1]*:zz-outside", "me").unwrap();
   let _: () = redis.set("shop[1]*extra:b", "me").unwrap();
-  engine
-    .acquire(&keys(&["a", "b"]), "me", None, Wait::No)
-    .await
-    .unwrap();
-  engine
-    .acquire(&keys(&["c"]), "other", None, Wait::No)
-    .await
-    .unwrap();
+  engine.acquire(&keys(&["a", "b"]), "me", None, Wait::No).await.unwrap();
+  engine.acquire(&keys(&["c"]), "other", None, Wait::No).await.unwrap();
 
   assert_eq!(
     engine.release_all("me").await.unwrap(),
@@ -238,11 +199,9 @@ async fn a_lease_outlives_its_ttl_while_renewed() {
     timeout: None,
     lease_ttl: Duration::from_secs(1),
   };
-  let lease = HeldLease::acquire(engine.clone(), keys(&["job"]), args, |error| {
-    panic!("lost: {error}")
-  })
-  .await
-  .unwrap();
+  let lease = HeldLease::acquire(engine.clone(), keys(&["job"]), args, |error| panic!("lost: {error}"))
+    .await
+    .unwrap();
   tokio::time::sleep(Duration::from_millis(2500)).await;
   let ttl: i64 = server.client().pttl("medusa_lock:job").unwrap();
   assert!(ttl > 0, "still held after 2.5 lease lengths: {ttl}");
@@ -259,41 +218,24 @@ async fn an_unreachable_server_fails_within_the_connect_timeout() {
     .unwrap()
     .port();
   let redis_options = Input::Object(vec![("connectTimeout".into(), Input::Number(500.0))]);
-  let engine: LockEngine = support::engine_for(
-    &format!("redis://127.0.0.1:{port}"),
-    &[("redisOptions", redis_options)],
-  );
+  let engine: LockEngine =
+    support::engine_for(&format!("redis://127.0.0.1:{port}"), &[("redisOptions", redis_options)]);
   let started = Instant::now();
-  let error = engine
-    .acquire(&keys(&["k"]), "me", None, Wait::No)
-    .await
-    .unwrap_err();
+  let error = engine.acquire(&keys(&["k"]), "me", None, Wait::No).await.unwrap_err();
   assert_eq!(error.code(), "REDIS_ERROR");
-  assert!(
-    started.elapsed() < Duration::from_secs(3),
-    "{:?}",
-    started.elapsed()
-  );
+  assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn close_rejects_later_calls_and_stops_waiters() {
   let server = RedisServer::start();
   let engine = Arc::new(server.engine(&[]));
-  engine
-    .acquire(&keys(&["k"]), "holder", None, Wait::No)
-    .await
-    .unwrap();
+  engine.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
   let waiter = {
     let engine = engine.clone();
     tokio::spawn(async move {
       engine
-        .acquire(
-          &keys(&["k"]),
-          "waiter",
-          None,
-          wait_for(Duration::from_secs(30)),
-        )
+        .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_secs(30)))
         .await
     })
   };

@@ -1,24 +1,65 @@
--- Takes every key in KEYS for one owner, or none of them.
--- ARGV[1] owner id ('*' = anonymous), ARGV[2] lease in ms (0 = no expiry).
--- A key already held by the same named owner is re-entered and its lease reset;
--- an anonymous ('*') lock is never re-entered (Medusa's rule).
--- Returns {0, 0} when taken, else {i, pttl}: the first blocking key's index in
--- KEYS and its remaining TTL in ms (-1: no expiry), so a waiter knows how long to sleep.
+-- Takes every lock key for one owner, or none of them.
+-- KEYS: n lock keys, then their n queues, then their n deadline hashes.
+-- ARGV[1] owner id ('*' = anonymous), ARGV[2] lease in ms (0 = no expiry),
+-- ARGV[3] waiter id ('' when the caller does not wait), ARGV[4] ms the
+-- waiter's queue entries live without a new attempt.
+-- A key held by the same named owner is re-entered and its lease reset; an
+-- anonymous ('*') lock is never re-entered (Medusa's rule). A free key with
+-- a live waiter queued ahead of the caller is not free for the caller: that
+-- keeps waiting fair and stops the releasing caller from winning again.
+-- Returns {0, 0} when taken, else {i, pttl}: the first blocking key's index
+-- and its remaining TTL in ms (-1: no expiry, -2: blocked by the queue), so
+-- a waiter knows how long it may sleep. A blocked waiter is queued on every
+-- key of its call at once, so all queues agree on the order of any two
+-- waiters and multi-key waits cannot deadlock.
+local n = #KEYS / 3
 local owner = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
+local waiter = ARGV[3]
+local entry_ms = tonumber(ARGV[4])
 
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if holder and (holder ~= owner or owner == '*') then
-    return {i, redis.call('PTTL', key)}
+local blocked, blocked_ttl
+for i = 1, n do
+  local holder = redis.call('GET', KEYS[i])
+  if holder then
+    if holder ~= owner or owner == '*' then
+      blocked, blocked_ttl = i, redis.call('PTTL', KEYS[i])
+      break
+    end
+  else
+    local head = live_head(KEYS[n + i], KEYS[2 * n + i])
+    if head and head ~= waiter then
+      blocked, blocked_ttl = i, -2
+      break
+    end
   end
 end
 
-for _, key in ipairs(KEYS) do
+if blocked then
+  if waiter ~= '' then
+    for i = 1, n do
+      local queue, deadlines = KEYS[n + i], KEYS[2 * n + i]
+      redis.call('ZADD', queue, 'NX', now_us, waiter)
+      redis.call('HSET', deadlines, waiter, now_ms + entry_ms)
+      -- Only ever lengthen: a short-lived waiter must not cut a longer one's entry.
+      if redis.call('PTTL', queue) < entry_ms then
+        redis.call('PEXPIRE', queue, entry_ms)
+        redis.call('PEXPIRE', deadlines, entry_ms)
+      end
+    end
+  end
+  return {blocked, blocked_ttl}
+end
+
+for i = 1, n do
   if lease_ms > 0 then
-    redis.call('SET', key, owner, 'PX', lease_ms)
+    redis.call('SET', KEYS[i], owner, 'PX', lease_ms)
   else
-    redis.call('SET', key, owner)
+    redis.call('SET', KEYS[i], owner)
+  end
+  if waiter ~= '' then
+    redis.call('ZREM', KEYS[n + i], waiter)
+    redis.call('HDEL', KEYS[2 * n + i], waiter)
   end
 end
 return {0, 0}

@@ -17,11 +17,7 @@ pub struct RedisServer {
 impl RedisServer {
   pub fn start() -> RedisServer {
     for _ in 0..20 {
-      let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+      let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
       let dir = std::env::temp_dir().join(format!("ferrolock-rs-{}-{port}", std::process::id()));
       std::fs::create_dir_all(&dir).unwrap();
       let child = Command::new("redis-server")
@@ -71,10 +67,7 @@ impl RedisServer {
   }
 
   pub fn client(&self) -> redis::Connection {
-    redis::Client::open(self.url())
-      .unwrap()
-      .get_connection()
-      .unwrap()
+    redis::Client::open(self.url()).unwrap().get_connection().unwrap()
   }
 
   pub fn engine(&self, extra: &[(&str, Input)]) -> LockEngine {
@@ -84,16 +77,9 @@ impl RedisServer {
 
 pub fn engine_for(url: &str, extra: &[(&str, Input)]) -> LockEngine {
   let mut fields = vec![("redisUrl".to_string(), Input::String(url.to_string()))];
-  fields.extend(
-    extra
-      .iter()
-      .map(|(name, value)| (name.to_string(), value.clone())),
-  );
+  fields.extend(extra.iter().map(|(name, value)| (name.to_string(), value.clone())));
   let options = ServiceOptions::parse(&Input::Object(fields)).unwrap();
-  LockEngine::new(
-    ConnectionFactory::new(&options.connection).unwrap(),
-    options.locking,
-  )
+  LockEngine::new(ConnectionFactory::new(&options.connection).unwrap(), options.locking)
 }
 
 impl Drop for RedisServer {

@@ -1,0 +1,149 @@
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolock::engine::Wait;
+use ferrolock::options::Input;
+use redis::Commands;
+use support::RedisServer;
+use tokio::time::Instant;
+
+fn keys(names: &[&str]) -> Vec<String> {
+  names.iter().map(|name| name.to_string()).collect()
+}
+
+fn wait_for(duration: Duration) -> Wait {
+  Wait::Until {
+    deadline: Instant::now() + duration,
+    abandon_at_deadline: false,
+  }
+}
+
+/// Polling every 15–30 s: only a wake-up (or the holder's TTL) hands the key
+/// over within the few seconds these tests allow.
+fn slow_polling() -> [(&'static str, Input); 2] {
+  [
+    ("defaultRetryInterval", Input::Number(30_000.0)),
+    ("maximumRetryInterval", Input::Number(30_000.0)),
+  ]
+}
+
+#[tokio::test]
+async fn a_release_wakes_the_waiter_even_with_30s_polling() {
+  let server = RedisServer::start();
+  let holder = server.engine(&[]);
+  let engine = Arc::new(server.engine(&slow_polling()));
+  holder.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
+  // Let the waiter take its first attempt and fall asleep.
+  engine.acquire(&keys(&["warm-up"]), "x", None, Wait::No).await.unwrap();
+  let waiter = {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+      engine
+        .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_secs(10)))
+        .await
+    })
+  };
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  assert!(holder.release(&keys(&["k"]), "holder").await.unwrap());
+  waiter.await.unwrap().expect("woken by the release, not by a 30 s poll");
+  let owner: String = server.client().get("medusa_lock:k").unwrap();
+  assert_eq!(owner, "waiter");
+}
+
+#[tokio::test]
+async fn a_waiter_blocked_by_a_ttl_sleeps_no_longer_than_it() {
+  let server = RedisServer::start();
+  let holder = server.engine(&[]);
+  let engine = server.engine(&slow_polling());
+  holder
+    .acquire(&keys(&["k"]), "holder", Some(Duration::from_secs(1)), Wait::No)
+    .await
+    .unwrap();
+  let key = keys(&["k"]);
+  let waiting = engine.acquire(&key, "waiter", None, wait_for(Duration::from_secs(60)));
+  tokio::time::timeout(Duration::from_secs(4), waiting)
+    .await
+    .expect("the 1 s expiry is noticed, not a poll 15–30 s later")
+    .unwrap();
+}
+
+#[tokio::test]
+async fn waiters_are_served_in_arrival_order_and_a_newcomer_waits_its_turn() {
+  let server = RedisServer::start();
+  let holder = server.engine(&[]);
+  let engine = Arc::new(server.engine(&slow_polling()));
+  holder.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
+  let mut redis = server.client();
+  let mut waiters = Vec::new();
+  for index in 0..4 {
+    let engine = engine.clone();
+    let url = server.url();
+    waiters.push(tokio::spawn(async move {
+      let owner = format!("w{index}");
+      engine
+        .acquire(&keys(&["k"]), &owner, None, wait_for(Duration::from_secs(20)))
+        .await
+        .unwrap();
+      let mut redis = redis::Client::open(url).unwrap().get_connection().unwrap();
+      let _: () = redis.rpush("order", &owner).unwrap();
+      assert!(engine.release(&keys(&["k"]), &owner).await.unwrap());
+    }));
+    // Each waiter is queued before the next one arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while redis.zcard::<_, usize>("ferrolock:q:{medusa_lock:k}").unwrap() < index + 1 {
+      assert!(std::time::Instant::now() < deadline, "waiter {index} never queued");
+      tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+  }
+  // The key is free, but four waiters are queued: a newcomer may not jump the queue.
+  let _: () = redis.del("medusa_lock:k").unwrap();
+  let error = holder
+    .acquire(&keys(&["k"]), "newcomer", None, Wait::No)
+    .await
+    .unwrap_err();
+  assert_eq!(error.code(), "LOCK_CONFLICT");
+  let _: () = redis.set("medusa_lock:k", "holder").unwrap();
+  holder.release(&keys(&["k"]), "holder").await.unwrap();
+  for waiter in waiters {
+    waiter.await.unwrap();
+  }
+  let order: Vec<String> = redis.lrange("order", 0, -1).unwrap();
+  assert_eq!(order, vec!["w0", "w1", "w2", "w3"]);
+  let leftovers: Vec<String> = redis.keys("ferrolock:*").unwrap();
+  assert!(leftovers.is_empty(), "queues are gone once empty: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_timed_out_waiter_leaves_the_queue_and_the_next_one_is_woken() {
+  let server = RedisServer::start();
+  let holder = server.engine(&[]);
+  let engine = Arc::new(server.engine(&slow_polling()));
+  holder.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
+  let first = {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+      engine
+        .acquire(&keys(&["k"]), "first", None, wait_for(Duration::from_millis(1500)))
+        .await
+    })
+  };
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let second = {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+      engine
+        .acquire(&keys(&["k"]), "second", None, wait_for(Duration::from_secs(10)))
+        .await
+    })
+  };
+  assert_eq!(first.await.unwrap().unwrap_err().code(), "LOCK_TIMEOUT");
+  // Had `first` stayed queued, this release would announce it, and `second`
+  // (polling every 30 s) would time out.
+  assert!(holder.release(&keys(&["k"]), "holder").await.unwrap());
+  second
+    .await
+    .unwrap()
+    .expect("the release wakes the waiter now at the head");
+}
