@@ -35,11 +35,12 @@ pub enum Wait {
   /// Retry until `deadline`, then fail with `LOCK_TIMEOUT`.
   Until {
     deadline: Instant,
-    /// Set when the owner id is unique to this call: an attempt still in
-    /// flight at the deadline is abandoned and its keys released, so a late
-    /// grant never outlives the timeout. (With a caller-chosen owner the keys
-    /// may be re-entered holds of that owner, so the attempt is awaited instead.)
-    abandon_at_deadline: bool,
+    /// Set when the owner id is unique to this call (`execute`): an attempt
+    /// still in flight at the deadline is abandoned, a single-key waiter
+    /// accepts direct grants from the releasing caller, and a grant that
+    /// lands after giving up is undone. (A caller-chosen owner may hold the
+    /// keys re-entrantly already, so none of that applies to it.)
+    unique_owner: bool,
   },
 }
 
@@ -156,13 +157,15 @@ impl LockEngine {
   }
 
   /// One attempt at taking every key, in one round trip. A `waiter` that
-  /// is blocked gets (or keeps) its place in the keys' queues.
+  /// is blocked gets (or keeps) its place in the keys' queues; with
+  /// `accepts_grant` its entry lets a release hand the lock over directly.
   async fn try_acquire(
     &self,
     script_keys: &[String],
     owner: &str,
     lease_ttl: Option<Duration>,
     waiter: Option<&Waiter<'_>>,
+    accepts_grant: bool,
   ) -> LockResult<Option<Blocked>> {
     let mut connection = self.connection().await?;
     let lease_ms = lease_ttl.map_or(0, |ttl| ttl.as_millis().max(1));
@@ -172,6 +175,7 @@ impl LockEngine {
       .arg(lease_ms as u64)
       .arg(waiter.map_or("", |waiter| waiter.id()))
       .arg(self.queue_entry_ttl.as_millis() as u64)
+      .arg(if accepts_grant { "1" } else { "0" })
       .invoke_async(&mut connection)
       .await?;
     Ok((index > 0).then(|| Blocked {
@@ -185,12 +189,8 @@ impl LockEngine {
   /// waiters are served in arrival order and woken when their turn comes.
   pub async fn acquire(&self, keys: &[String], owner: &str, lease_ttl: Option<Duration>, wait: Wait) -> LockResult<()> {
     let script_keys = Self::script_keys(self.lock_keys(keys));
-    let Wait::Until {
-      deadline,
-      abandon_at_deadline,
-    } = wait
-    else {
-      return match self.try_acquire(&script_keys, owner, lease_ttl, None).await? {
+    let Wait::Until { deadline, unique_owner } = wait else {
+      return match self.try_acquire(&script_keys, owner, lease_ttl, None, false).await? {
         None => Ok(()),
         Some(blocked) => Err(LockError::Conflict {
           key: keys[blocked.index].clone(),
@@ -199,11 +199,14 @@ impl LockEngine {
     };
     let waiter = self.wake.waiter();
     let outcome = self
-      .wait_for_keys(&script_keys, owner, lease_ttl, deadline, abandon_at_deadline, &waiter)
+      .wait_for_keys(&script_keys, owner, lease_ttl, deadline, unique_owner, &waiter)
       .await;
     if outcome.is_err() && !self.is_closed() {
-      // Leave the queues at once rather than blocking them until the entries lapse.
-      let _ = self.dequeue(&script_keys, &waiter).await;
+      // Leave the queues at once rather than blocking them until the entries
+      // lapse, and undo a grant (or abandoned attempt) that landed too late:
+      // on the same connection this runs after anything sent before it.
+      let undo_owner = if unique_owner { owner } else { "" };
+      let _ = self.dequeue(&script_keys, &waiter, undo_owner).await;
     }
     outcome
   }
@@ -214,21 +217,17 @@ impl LockEngine {
     owner: &str,
     lease_ttl: Option<Duration>,
     deadline: Instant,
-    abandon_at_deadline: bool,
+    unique_owner: bool,
     waiter: &Waiter<'_>,
   ) -> LockResult<()> {
     let mut retry_interval = self.retry_backoff.initial;
+    let accepts_grant = unique_owner && script_keys.len() == 3 && lease_ttl.is_some();
     loop {
-      let attempt = self.try_acquire(script_keys, owner, lease_ttl, Some(waiter));
-      let outcome = if abandon_at_deadline {
+      let attempt = self.try_acquire(script_keys, owner, lease_ttl, Some(waiter), accepts_grant);
+      let outcome = if unique_owner {
         match tokio::time::timeout_at(deadline, attempt).await {
           Ok(outcome) => outcome,
-          Err(_) => {
-            // The abandoned script may still run; on the same connection this
-            // release runs after it, so the late grant is undone.
-            let _ = self.release_script_keys(script_keys.to_vec(), owner).await;
-            return Err(LockError::Timeout);
-          }
+          Err(_) => return Err(LockError::Timeout),
         }
       } else {
         attempt.await
@@ -249,7 +248,9 @@ impl LockEngine {
       }
       pause = pause.min(deadline - now);
       tokio::select! {
-        _ = waiter.woken() => {}
+        _ = waiter.woken() => if waiter.was_granted() {
+          return Ok(());
+        },
         _ = tokio::time::sleep(pause) => {}
         _ = self.closed.cancelled() => return Err(LockError::Closed),
       }
@@ -259,11 +260,12 @@ impl LockEngine {
     }
   }
 
-  async fn dequeue(&self, script_keys: &[String], waiter: &Waiter<'_>) -> LockResult<()> {
+  async fn dequeue(&self, script_keys: &[String], waiter: &Waiter<'_>, undo_owner: &str) -> LockResult<()> {
     let mut connection = self.connection().await?;
     scripts::DEQUEUE
       .key(script_keys)
       .arg(waiter.id())
+      .arg(undo_owner)
       .arg(&self.wake_channel)
       .invoke_async::<()>(&mut connection)
       .await?;

@@ -37,7 +37,7 @@ impl HeldLease {
     let timeout = args.timeout.unwrap_or_else(|| engine.wait_timeout());
     let wait = Wait::Until {
       deadline: Instant::now() + timeout,
-      abandon_at_deadline: true,
+      unique_owner: true,
     };
     engine.acquire(&keys, &owner, Some(args.lease_ttl), wait).await?;
     let granted_at = Instant::now();
@@ -64,9 +64,11 @@ impl HeldLease {
   /// the lease early (`LOCK_LOST`, `CLOSED`), else with a failed release.
   pub async fn finish(self) -> LockResult<()> {
     self.stop_renewal.cancel();
-    let ended_early = self.renewal.await.unwrap_or(None);
-    let released = self.engine.release(&self.keys, &self.owner).await;
-    match ended_early {
+    // Release without waiting for the renewal task to wind down: the next
+    // holder's start is on this path. A renewal racing the release finds
+    // the key gone, which no longer matters.
+    let (ended_early, released) = tokio::join!(self.renewal, self.engine.release(&self.keys, &self.owner));
+    match ended_early.unwrap_or(None) {
       Some(error) => Err(error),
       None => released.map(|_| ()),
     }
@@ -87,15 +89,19 @@ async fn renew_until_stopped(
   let mut valid_until = granted_at + lease_ttl;
   let ended = loop {
     tokio::select! {
-      _ = tokio::time::sleep(interval) => {}
+      biased;
       _ = stop.cancelled() => return None,
       _ = engine.closed() => break LockError::Closed,
+      _ = tokio::time::sleep(interval) => {}
     }
     let attempt_started = Instant::now();
+    // Stop first: `finish` releases while this may be extending, and an
+    // extension that finds the key already released is not a lost lease.
     let renewed = tokio::select! {
-      renewed = engine.extend(&keys, &owner, lease_ttl) => renewed,
+      biased;
       _ = stop.cancelled() => return None,
       _ = engine.closed() => break LockError::Closed,
+      renewed = engine.extend(&keys, &owner, lease_ttl) => renewed,
     };
     match renewed {
       Ok(None) => valid_until = attempt_started + lease_ttl,

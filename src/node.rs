@@ -21,7 +21,7 @@ const MAX_INPUT_DEPTH: usize = 8;
 #[napi_derive::module_init]
 fn init() {
   let runtime = tokio::runtime::Builder::new_multi_thread()
-    .worker_threads(2)
+    .worker_threads(1)
     .thread_name("ferrolock-worker")
     .enable_all()
     .build()
@@ -156,7 +156,7 @@ impl NativeLockService {
         false => Wait::No,
         true => Wait::Until {
           deadline: tokio::time::Instant::now() + args.timeout.unwrap_or_else(|| engine.wait_timeout()),
-          abandon_at_deadline: false,
+          unique_owner: false,
         },
       };
       engine.acquire(&keys, &args.owner_id, args.lease_ttl, wait).await

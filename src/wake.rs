@@ -1,6 +1,7 @@
 //! Wake-on-release: one subscriber connection per service listens on the
 //! namespace's wake channel, where the release scripts publish the id of the
-//! waiter whose turn it is, and wakes that waiter in process.
+//! waiter whose turn it is (`<id>`), or that was just granted its lock
+//! (`<id> +`), and wakes that waiter in process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,15 +22,21 @@ pub struct WakeHub {
   /// Random per service, so waiter ids are unique across processes.
   id_prefix: String,
   next_id: AtomicU64,
-  waiters: Mutex<HashMap<String, Arc<Notify>>>,
+  waiters: Mutex<HashMap<String, Arc<WaiterSlot>>>,
   listening: AtomicBool,
+}
+
+#[derive(Default)]
+struct WaiterSlot {
+  notify: Notify,
+  granted: AtomicBool,
 }
 
 /// A registered waiter; unregistered on drop.
 pub struct Waiter<'hub> {
   hub: &'hub WakeHub,
   id: String,
-  notify: Arc<Notify>,
+  slot: Arc<WaiterSlot>,
 }
 
 impl Default for WakeHub {
@@ -46,9 +53,9 @@ impl Default for WakeHub {
 impl WakeHub {
   pub fn waiter(&self) -> Waiter<'_> {
     let id = format!("{}:{}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed));
-    let notify = Arc::new(Notify::new());
-    self.lock().insert(id.clone(), notify.clone());
-    Waiter { hub: self, id, notify }
+    let slot = Arc::new(WaiterSlot::default());
+    self.lock().insert(id.clone(), slot.clone());
+    Waiter { hub: self, id, slot }
   }
 
   /// Whether wake messages currently arrive (else waiters rely on polling).
@@ -56,21 +63,28 @@ impl WakeHub {
     self.listening.load(Ordering::Relaxed)
   }
 
-  fn wake(&self, id: &str) {
-    if let Some(notify) = self.lock().get(id) {
+  fn deliver(&self, message: &str) {
+    let (id, granted) = match message.strip_suffix(" +") {
+      Some(id) => (id, true),
+      None => (message, false),
+    };
+    if let Some(slot) = self.lock().get(id) {
+      if granted {
+        slot.granted.store(true, Ordering::Release);
+      }
       // notify_one stores a permit, so a wake that lands between two
       // attempts is not lost.
-      notify.notify_one();
+      slot.notify.notify_one();
     }
   }
 
   fn wake_all(&self) {
-    for notify in self.lock().values() {
-      notify.notify_one();
+    for slot in self.lock().values() {
+      slot.notify.notify_one();
     }
   }
 
-  fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+  fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<WaiterSlot>>> {
     self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
   }
 
@@ -97,8 +111,8 @@ impl WakeHub {
             tokio::select! {
               message = messages.next() => match message {
                 Some(message) => {
-                  if let Ok(waiter) = message.get_payload::<String>() {
-                    self.wake(&waiter);
+                  if let Ok(text) = message.get_payload::<String>() {
+                    self.deliver(&text);
                   }
                 }
                 None => break,
@@ -126,9 +140,14 @@ impl Waiter<'_> {
     &self.id
   }
 
-  /// Resolves when this waiter's turn was announced.
+  /// Resolves when this waiter's turn (or grant) was announced.
   pub async fn woken(&self) {
-    self.notify.notified().await
+    self.slot.notify.notified().await
+  }
+
+  /// Whether a release already set the lock to this waiter's owner.
+  pub fn was_granted(&self) -> bool {
+    self.slot.granted.load(Ordering::Acquire)
   }
 }
 

@@ -16,7 +16,7 @@ fn keys(names: &[&str]) -> Vec<String> {
 fn wait_for(duration: Duration) -> Wait {
   Wait::Until {
     deadline: Instant::now() + duration,
-    abandon_at_deadline: false,
+    unique_owner: false,
   }
 }
 

@@ -1,8 +1,9 @@
 -- Takes every lock key for one owner, or none of them.
--- KEYS: n lock keys, then their n queues, then their n deadline hashes.
+-- KEYS: n lock keys, then their n queues, then their n waiter-entry hashes.
 -- ARGV[1] owner id ('*' = anonymous), ARGV[2] lease in ms (0 = no expiry),
 -- ARGV[3] waiter id ('' when the caller does not wait), ARGV[4] ms the
--- waiter's queue entries live without a new attempt.
+-- waiter's queue entries live without a new attempt, ARGV[5] '1' when the
+-- waiter accepts a direct grant (single key, owner unique to the call).
 -- A key held by the same named owner is re-entered and its lease reset; an
 -- anonymous ('*') lock is never re-entered (Medusa's rule). A free key with
 -- a live waiter queued ahead of the caller is not free for the caller: that
@@ -37,14 +38,18 @@ end
 
 if blocked then
   if waiter ~= '' then
+    local entry = tostring(now_ms + entry_ms)
+    if ARGV[5] == '1' and n == 1 and lease_ms > 0 then
+      entry = entry .. ' ' .. lease_ms .. ' ' .. owner
+    end
     for i = 1, n do
-      local queue, deadlines = KEYS[n + i], KEYS[2 * n + i]
+      local queue, entries = KEYS[n + i], KEYS[2 * n + i]
       redis.call('ZADD', queue, 'NX', now_us, waiter)
-      redis.call('HSET', deadlines, waiter, now_ms + entry_ms)
+      redis.call('HSET', entries, waiter, entry)
       -- Only ever lengthen: a short-lived waiter must not cut a longer one's entry.
       if redis.call('PTTL', queue) < entry_ms then
         redis.call('PEXPIRE', queue, entry_ms)
-        redis.call('PEXPIRE', deadlines, entry_ms)
+        redis.call('PEXPIRE', entries, entry_ms)
       end
     end
   end

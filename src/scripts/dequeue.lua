@@ -1,16 +1,19 @@
--- Waiter ARGV[1] stops waiting (timed out or closed): its queue entries go,
--- and the next live waiter of any free key is woken on channel ARGV[2].
--- KEYS: n lock keys, then their n queues, then their n deadline hashes.
+-- Waiter ARGV[1] stops waiting (timed out or closed): its queue entries go;
+-- a grant that reached it too late (lock held by ARGV[2], '' = never) is
+-- undone; every free key is handed over to its next waiter on channel ARGV[3].
+-- KEYS: n lock keys, then their n queues, then their n waiter-entry hashes.
 local n = #KEYS / 3
 for i = 1, n do
-  local queue, deadlines = KEYS[n + i], KEYS[2 * n + i]
+  local lock, queue, entries = KEYS[i], KEYS[n + i], KEYS[2 * n + i]
   redis.call('ZREM', queue, ARGV[1])
-  redis.call('HDEL', deadlines, ARGV[1])
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    local head = live_head(queue, deadlines)
-    if head then
-      redis.call('PUBLISH', ARGV[2], head)
-    end
+  redis.call('HDEL', entries, ARGV[1])
+  local holder = redis.call('GET', lock)
+  if holder and holder == ARGV[2] then
+    redis.call('DEL', lock)
+    holder = nil
+  end
+  if not holder then
+    hand_over(lock, queue, entries, ARGV[3])
   end
 end
 return 0

@@ -1,24 +1,45 @@
 -- Waiter queues, prepended to the scripts that use them (see scripts.rs).
 -- Each lock key has a queue: a sorted set of waiter ids by arrival time (us),
--- and a hash of waiter id -> deadline (ms) that the waiter pushes forward on
--- every attempt. An entry past its deadline belongs to a waiter that gave up
--- or died, and is dropped so it cannot block the queue.
+-- and a hash of waiter id -> entry. An entry is '<deadline ms>' or, for a
+-- waiter that accepts a direct grant, '<deadline ms> <lease ms> <owner>'.
+-- The waiter pushes its deadline forward on every attempt; an entry past it
+-- belongs to a waiter that gave up or died and is dropped, so it cannot
+-- block the queue.
 local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
--- The first live waiter of a queue, or nil.
-local function live_head(queue, deadlines)
+-- The first live waiter of a queue and its entry, or nil.
+local function live_head(queue, entries)
   while true do
     local head = redis.call('ZRANGE', queue, 0, 0)[1]
     if not head then
       return nil
     end
-    local deadline = redis.call('HGET', deadlines, head)
-    if deadline and tonumber(deadline) >= now_ms then
-      return head
+    local entry = redis.call('HGET', entries, head)
+    if entry and tonumber(string.match(entry, '^%d+')) >= now_ms then
+      return head, entry
     end
     redis.call('ZREM', queue, head)
-    redis.call('HDEL', deadlines, head)
+    redis.call('HDEL', entries, head)
+  end
+end
+
+-- Passes a free lock to its first live waiter. A waiter that accepts direct
+-- grants gets the lock set to its owner right here and is told so ('<id> +'),
+-- saving it a round trip; any other waiter is told to try now ('<id>').
+local function hand_over(lock, queue, entries, channel)
+  local head, entry = live_head(queue, entries)
+  if not head then
+    return
+  end
+  local lease_ms, owner = string.match(entry, '^%d+ (%d+) (.+)$')
+  if owner then
+    redis.call('SET', lock, owner, 'PX', lease_ms)
+    redis.call('ZREM', queue, head)
+    redis.call('HDEL', entries, head)
+    redis.call('PUBLISH', channel, head .. ' +')
+  else
+    redis.call('PUBLISH', channel, head)
   end
 end
