@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnectionFactory, RedisConnection};
 use crate::error::{LockError, LockResult};
-use crate::options::{LockingOptions, RetryBackoff};
+use crate::options::{LockingOptions, RetryBackoff, ANONYMOUS_OWNER};
 use crate::scripts;
 use crate::wake::{Waiter, WakeHub};
 
-/// How many keys one SCAN step asks for in `release_all`.
-const RELEASE_ALL_SCAN_COUNT: usize = 1000;
+/// How many keys one SCAN step, or one batch of an owner's index, covers in `release_all`.
+const RELEASE_ALL_BATCH: usize = 1000;
 /// How long a waiter's queue entry outlives its last attempt, beyond two
 /// polling intervals: a waiter that died stops blocking others after that.
 const QUEUE_ENTRY_GRACE: Duration = Duration::from_secs(1);
@@ -27,21 +27,43 @@ enum ConnectionState {
   Closed,
 }
 
+/// Who a lock is taken or released for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+  /// No owner given: Medusa's `*`, never re-entered.
+  Anonymous,
+  /// A caller-chosen id. Its locks are listed in a per-owner index, so
+  /// `release_all` finds them without scanning the namespace.
+  Named(&'a str),
+  /// An id unique to one `execute` call, which releases its keys itself.
+  PerCall(&'a str),
+}
+
+impl<'a> Owner<'a> {
+  /// The owner for an id given by a caller (`*` is the anonymous owner).
+  pub fn from_id(id: &'a str) -> Self {
+    if id == ANONYMOUS_OWNER {
+      Owner::Anonymous
+    } else {
+      Owner::Named(id)
+    }
+  }
+
+  pub fn id(&self) -> &'a str {
+    match self {
+      Owner::Anonymous => ANONYMOUS_OWNER,
+      Owner::Named(id) | Owner::PerCall(id) => id,
+    }
+  }
+}
+
 /// How long an acquisition may wait for keys held by others.
 #[derive(Debug, Clone, Copy)]
 pub enum Wait {
   /// Fail at once with `LOCK_CONFLICT`.
   No,
   /// Retry until `deadline`, then fail with `LOCK_TIMEOUT`.
-  Until {
-    deadline: Instant,
-    /// Set when the owner id is unique to this call (`execute`): an attempt
-    /// still in flight at the deadline is abandoned, a single-key waiter
-    /// accepts direct grants from the releasing caller, and a grant that
-    /// lands after giving up is undone. (A caller-chosen owner may hold the
-    /// keys re-entrantly already, so none of that applies to it.)
-    unique_owner: bool,
-  },
+  Until { deadline: Instant },
 }
 
 /// The first key that kept an attempt from succeeding.
@@ -139,17 +161,26 @@ impl LockEngine {
     *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = ConnectionState::Closed;
   }
 
-  /// The KEYS of the queue-aware scripts for some lock keys: the lock keys,
-  /// then their queues, then their deadline hashes. Queue keys live outside
-  /// the namespace (a SCAN of it sees only locks) and hash-tag their lock key.
-  fn script_keys(lock_keys: Vec<String>) -> Vec<String> {
-    let mut all = Vec::with_capacity(lock_keys.len() * 3);
+  /// The KEYS of the queue-aware scripts: the lock keys, then their queues,
+  /// then their waiter-entry hashes, then a named owner's index. Queue keys
+  /// live outside the namespace (a SCAN of it sees only locks) and hash-tag
+  /// their lock key; `queue.lua` spells the same names.
+  fn script_keys(&self, lock_keys: Vec<String>, owner: Owner) -> Vec<String> {
+    let mut all = Vec::with_capacity(lock_keys.len() * 3 + 1);
     let queues: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:q:{{{key}}}")).collect();
-    let deadlines: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:d:{{{key}}}")).collect();
+    let entries: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:d:{{{key}}}")).collect();
     all.extend(lock_keys);
     all.extend(queues);
-    all.extend(deadlines);
+    all.extend(entries);
+    if let Owner::Named(id) = owner {
+      all.push(self.owner_index_key(id));
+    }
     all
+  }
+
+  /// The set of keys a named owner holds in this namespace.
+  fn owner_index_key(&self, owner: &str) -> String {
+    format!("ferrolock:o:{{{}}}{owner}", self.namespace)
   }
 
   fn lock_keys(&self, keys: &[String]) -> Vec<String> {
@@ -162,7 +193,7 @@ impl LockEngine {
   async fn try_acquire(
     &self,
     script_keys: &[String],
-    owner: &str,
+    owner: Owner<'_>,
     lease_ttl: Option<Duration>,
     waiter: Option<&Waiter<'_>>,
     accepts_grant: bool,
@@ -171,11 +202,12 @@ impl LockEngine {
     let lease_ms = lease_ttl.map_or(0, |ttl| ttl.as_millis().max(1));
     let (index, pttl): (usize, i64) = scripts::ACQUIRE
       .key(script_keys)
-      .arg(owner)
+      .arg(owner.id())
       .arg(lease_ms as u64)
       .arg(waiter.map_or("", |waiter| waiter.id()))
       .arg(self.queue_entry_ttl.as_millis() as u64)
       .arg(if accepts_grant { "1" } else { "0" })
+      .arg(self.namespace.len())
       .invoke_async(&mut connection)
       .await?;
     Ok((index > 0).then(|| Blocked {
@@ -187,9 +219,15 @@ impl LockEngine {
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
   /// partial set, so callers passing keys in any order cannot deadlock;
   /// waiters are served in arrival order and woken when their turn comes.
-  pub async fn acquire(&self, keys: &[String], owner: &str, lease_ttl: Option<Duration>, wait: Wait) -> LockResult<()> {
-    let script_keys = Self::script_keys(self.lock_keys(keys));
-    let Wait::Until { deadline, unique_owner } = wait else {
+  pub async fn acquire(
+    &self,
+    keys: &[String],
+    owner: Owner<'_>,
+    lease_ttl: Option<Duration>,
+    wait: Wait,
+  ) -> LockResult<()> {
+    let script_keys = self.script_keys(self.lock_keys(keys), owner);
+    let Wait::Until { deadline } = wait else {
       return match self.try_acquire(&script_keys, owner, lease_ttl, None, false).await? {
         None => Ok(()),
         Some(blocked) => Err(LockError::Conflict {
@@ -199,13 +237,17 @@ impl LockEngine {
     };
     let waiter = self.wake.waiter();
     let outcome = self
-      .wait_for_keys(&script_keys, owner, lease_ttl, deadline, unique_owner, &waiter)
+      .wait_for_keys(&script_keys, keys.len(), owner, lease_ttl, deadline, &waiter)
       .await;
     if outcome.is_err() && !self.is_closed() {
       // Leave the queues at once rather than blocking them until the entries
-      // lapse, and undo a grant (or abandoned attempt) that landed too late:
-      // on the same connection this runs after anything sent before it.
-      let undo_owner = if unique_owner { owner } else { "" };
+      // lapse. A per-call owner also undoes a grant (or abandoned attempt)
+      // that landed too late: on the same connection this runs after it. A
+      // named owner may hold the keys re-entrantly from before, so never.
+      let undo_owner = match owner {
+        Owner::PerCall(id) => id,
+        _ => "",
+      };
       let _ = self.dequeue(&script_keys, &waiter, undo_owner).await;
     }
     outcome
@@ -214,17 +256,21 @@ impl LockEngine {
   async fn wait_for_keys(
     &self,
     script_keys: &[String],
-    owner: &str,
+    key_count: usize,
+    owner: Owner<'_>,
     lease_ttl: Option<Duration>,
     deadline: Instant,
-    unique_owner: bool,
     waiter: &Waiter<'_>,
   ) -> LockResult<()> {
+    let per_call = matches!(owner, Owner::PerCall(_));
+    // A release can only hand over one key, and only to an owner nobody else uses.
+    let accepts_grant = per_call && key_count == 1 && lease_ttl.is_some();
     let mut retry_interval = self.retry_backoff.initial;
-    let accepts_grant = unique_owner && script_keys.len() == 3 && lease_ttl.is_some();
     loop {
       let attempt = self.try_acquire(script_keys, owner, lease_ttl, Some(waiter), accepts_grant);
-      let outcome = if unique_owner {
+      // Only a per-call owner's attempt may be abandoned at the deadline (its
+      // late success is undone by `dequeue`); others are awaited.
+      let outcome = if per_call {
         match tokio::time::timeout_at(deadline, attempt).await {
           Ok(outcome) => outcome,
           Err(_) => return Err(LockError::Timeout),
@@ -273,31 +319,32 @@ impl LockEngine {
   }
 
   /// Deletes each key `owner` holds; `true` when every key was released.
-  pub async fn release(&self, keys: &[String], owner: &str) -> LockResult<bool> {
+  pub async fn release(&self, keys: &[String], owner: Owner<'_>) -> LockResult<bool> {
     let released = self
-      .release_script_keys(Self::script_keys(self.lock_keys(keys)), owner)
+      .release_script_keys(self.script_keys(self.lock_keys(keys), owner), owner)
       .await?;
     Ok(released == keys.len())
   }
 
-  /// Compare-and-delete of lock keys, waking the next waiter of each; returns how many were deleted.
-  async fn release_script_keys(&self, script_keys: Vec<String>, owner: &str) -> LockResult<usize> {
+  /// Compare-and-delete of lock keys, handing each over to its next waiter; returns how many were deleted.
+  async fn release_script_keys(&self, script_keys: Vec<String>, owner: Owner<'_>) -> LockResult<usize> {
     let mut connection = self.connection().await?;
     let released: usize = scripts::RELEASE
       .key(script_keys)
-      .arg(owner)
+      .arg(owner.id())
       .arg(&self.wake_channel)
+      .arg(self.namespace.len())
       .invoke_async(&mut connection)
       .await?;
     Ok(released)
   }
 
   /// Resets the lease of keys `owner` still holds. `Some(key)`: that key is no longer held.
-  pub async fn extend(&self, keys: &[String], owner: &str, lease_ttl: Duration) -> LockResult<Option<String>> {
+  pub async fn extend(&self, keys: &[String], owner: Owner<'_>, lease_ttl: Duration) -> LockResult<Option<String>> {
     let mut connection = self.connection().await?;
     let lost_index: usize = scripts::EXTEND
       .key(self.lock_keys(keys))
-      .arg(owner)
+      .arg(owner.id())
       .arg(lease_ttl.as_millis().max(1) as u64)
       .invoke_async(&mut connection)
       .await?;
@@ -306,7 +353,36 @@ impl LockEngine {
 
   /// Releases every lock of this namespace held by `owner`; each key is
   /// compared and deleted atomically, never read and deleted in two steps.
-  pub async fn release_all(&self, owner: &str) -> LockResult<usize> {
+  /// A named owner's locks come from its index, at a cost bounded by what it
+  /// holds; other owners' locks are found by scanning the namespace.
+  pub async fn release_all(&self, owner: Owner<'_>) -> LockResult<usize> {
+    match owner {
+      Owner::Named(id) => self.release_indexed(id).await,
+      _ => self.release_scanned(owner).await,
+    }
+  }
+
+  async fn release_indexed(&self, owner: &str) -> LockResult<usize> {
+    let mut connection = self.connection().await?;
+    let index = self.owner_index_key(owner);
+    let mut released = 0;
+    loop {
+      let (count, remaining): (usize, usize) = scripts::RELEASE_OWNED
+        .key(&index)
+        .arg(owner)
+        .arg(&self.wake_channel)
+        .arg(&self.namespace)
+        .arg(RELEASE_ALL_BATCH)
+        .invoke_async(&mut connection)
+        .await?;
+      released += count;
+      if remaining == 0 {
+        return Ok(released);
+      }
+    }
+  }
+
+  async fn release_scanned(&self, owner: Owner<'_>) -> LockResult<usize> {
     let mut connection = self.connection().await?;
     let mut cursor: u64 = 0;
     let mut released = 0;
@@ -316,11 +392,11 @@ impl LockEngine {
         .arg("MATCH")
         .arg(&self.namespace_pattern)
         .arg("COUNT")
-        .arg(RELEASE_ALL_SCAN_COUNT)
+        .arg(RELEASE_ALL_BATCH)
         .query_async(&mut connection)
         .await?;
       if !found.is_empty() {
-        released += self.release_script_keys(Self::script_keys(found), owner).await?;
+        released += self.release_script_keys(self.script_keys(found, owner), owner).await?;
       }
       if next == 0 {
         return Ok(released);

@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{execute_owner_id, LockEngine, Wait};
+use crate::engine::{execute_owner_id, LockEngine, Owner, Wait};
 use crate::error::{LockError, LockResult};
 use crate::options::ExecuteArgs;
 
@@ -37,9 +37,10 @@ impl HeldLease {
     let timeout = args.timeout.unwrap_or_else(|| engine.wait_timeout());
     let wait = Wait::Until {
       deadline: Instant::now() + timeout,
-      unique_owner: true,
     };
-    engine.acquire(&keys, &owner, Some(args.lease_ttl), wait).await?;
+    engine
+      .acquire(&keys, Owner::PerCall(&owner), Some(args.lease_ttl), wait)
+      .await?;
     let granted_at = Instant::now();
     let stop_renewal = CancellationToken::new();
     let renewal = tokio::spawn(renew_until_stopped(
@@ -67,7 +68,10 @@ impl HeldLease {
     // Release without waiting for the renewal task to wind down: the next
     // holder's start is on this path. A renewal racing the release finds
     // the key gone, which no longer matters.
-    let (ended_early, released) = tokio::join!(self.renewal, self.engine.release(&self.keys, &self.owner));
+    let (ended_early, released) = tokio::join!(
+      self.renewal,
+      self.engine.release(&self.keys, Owner::PerCall(&self.owner))
+    );
     match ended_early.unwrap_or(None) {
       Some(error) => Err(error),
       None => released.map(|_| ()),
@@ -101,7 +105,7 @@ async fn renew_until_stopped(
       biased;
       _ = stop.cancelled() => return None,
       _ = engine.closed() => break LockError::Closed,
-      renewed = engine.extend(&keys, &owner, lease_ttl) => renewed,
+      renewed = engine.extend(&keys, Owner::PerCall(&owner), lease_ttl) => renewed,
     };
     match renewed {
       Ok(None) => valid_until = attempt_started + lease_ttl,

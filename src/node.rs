@@ -10,7 +10,7 @@ use napi::{Env, ValueType};
 use napi_derive::napi;
 
 use crate::connection::ConnectionFactory;
-use crate::engine::{LockEngine, Wait};
+use crate::engine::{LockEngine, Owner, Wait};
 use crate::error::{LockError, LockResult};
 use crate::lease::HeldLease;
 use crate::options::{parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions};
@@ -156,10 +156,11 @@ impl NativeLockService {
         false => Wait::No,
         true => Wait::Until {
           deadline: tokio::time::Instant::now() + args.timeout.unwrap_or_else(|| engine.wait_timeout()),
-          unique_owner: false,
         },
       };
-      engine.acquire(&keys, &args.owner_id, args.lease_ttl, wait).await
+      engine
+        .acquire(&keys, Owner::from_id(&args.owner_id), args.lease_ttl, wait)
+        .await
     })
   }
 
@@ -168,7 +169,10 @@ impl NativeLockService {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
-    settle(env, async move { engine.release(&keys?, &owner?).await })
+    settle(
+      env,
+      async move { engine.release(&keys?, Owner::from_id(&owner?)).await },
+    )
   }
 
   /// Resolves to how many locks were released.
@@ -177,7 +181,7 @@ impl NativeLockService {
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
     settle(env, async move {
-      let released = engine.release_all(&owner?).await?;
+      let released = engine.release_all(Owner::from_id(&owner?)).await?;
       Ok(released as u32)
     })
   }

@@ -3,7 +3,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferrolock::engine::{LockEngine, Wait};
+use ferrolock::engine::{LockEngine, Owner, Wait};
 use ferrolock::error::LockError;
 use ferrolock::lease::HeldLease;
 use ferrolock::options::{ExecuteArgs, Input};
@@ -18,7 +18,6 @@ fn keys(names: &[&str]) -> Vec<String> {
 fn wait_for(duration: Duration) -> Wait {
   Wait::Until {
     deadline: Instant::now() + duration,
-    unique_owner: false,
   }
 }
 
@@ -26,10 +25,13 @@ fn wait_for(duration: Duration) -> Wait {
 async fn multi_key_acquire_is_all_or_nothing() {
   let server = RedisServer::start();
   let engine = server.engine(&[]);
-  engine.acquire(&keys(&["b"]), "other", None, Wait::No).await.unwrap();
+  engine
+    .acquire(&keys(&["b"]), Owner::from_id("other"), None, Wait::No)
+    .await
+    .unwrap();
 
   let error = engine
-    .acquire(&keys(&["a", "b", "c"]), "me", None, Wait::No)
+    .acquire(&keys(&["a", "b", "c"]), Owner::from_id("me"), None, Wait::No)
     .await
     .unwrap_err();
   assert_eq!(error, LockError::Conflict { key: "b".into() });
@@ -39,7 +41,12 @@ async fn multi_key_acquire_is_all_or_nothing() {
   assert_eq!((a, c), (None, None), "no key of a failed call stays taken");
 
   engine
-    .acquire(&keys(&["a", "c"]), "me", Some(Duration::from_secs(30)), Wait::No)
+    .acquire(
+      &keys(&["a", "c"]),
+      Owner::from_id("me"),
+      Some(Duration::from_secs(30)),
+      Wait::No,
+    )
     .await
     .unwrap();
   let owner: String = redis.get("medusa_lock:a").unwrap();
@@ -54,13 +61,18 @@ async fn same_owner_reenters_and_refreshes_but_anonymous_does_not() {
   let engine = server.engine(&[]);
   let mut redis = server.client();
   engine
-    .acquire(&keys(&["k"]), "me", Some(Duration::from_secs(5)), Wait::No)
+    .acquire(
+      &keys(&["k"]),
+      Owner::from_id("me"),
+      Some(Duration::from_secs(5)),
+      Wait::No,
+    )
     .await
     .unwrap();
   engine
     .acquire(
       &keys(&["k"]),
-      "me",
+      Owner::from_id("me"),
       Some(Duration::from_secs(50)),
       wait_for(Duration::from_secs(1)),
     )
@@ -69,10 +81,16 @@ async fn same_owner_reenters_and_refreshes_but_anonymous_does_not() {
   let ttl: i64 = redis.pttl("medusa_lock:k").unwrap();
   assert!(ttl > 45_000, "re-entry refreshed the TTL: {ttl}");
 
-  engine.acquire(&keys(&["anon"]), "*", None, Wait::No).await.unwrap();
+  engine
+    .acquire(&keys(&["anon"]), Owner::from_id("*"), None, Wait::No)
+    .await
+    .unwrap();
   let value: String = redis.get("medusa_lock:anon").unwrap();
   assert_eq!(value, "*");
-  let error = engine.acquire(&keys(&["anon"]), "*", None, Wait::No).await.unwrap_err();
+  let error = engine
+    .acquire(&keys(&["anon"]), Owner::from_id("*"), None, Wait::No)
+    .await
+    .unwrap_err();
   assert_eq!(error.code(), "LOCK_CONFLICT");
 }
 
@@ -80,24 +98,38 @@ async fn same_owner_reenters_and_refreshes_but_anonymous_does_not() {
 async fn release_only_deletes_the_owners_keys() {
   let server = RedisServer::start();
   let engine = server.engine(&[]);
-  engine.acquire(&keys(&["a"]), "me", None, Wait::No).await.unwrap();
-  engine.acquire(&keys(&["b"]), "other", None, Wait::No).await.unwrap();
-  assert!(!engine.release(&keys(&["a", "b"]), "me").await.unwrap());
+  engine
+    .acquire(&keys(&["a"]), Owner::from_id("me"), None, Wait::No)
+    .await
+    .unwrap();
+  engine
+    .acquire(&keys(&["b"]), Owner::from_id("other"), None, Wait::No)
+    .await
+    .unwrap();
+  assert!(!engine.release(&keys(&["a", "b"]), Owner::from_id("me")).await.unwrap());
   let mut redis = server.client();
   let b: String = redis.get("medusa_lock:b").unwrap();
   assert_eq!(b, "other");
   let a: Option<String> = redis.get("medusa_lock:a").unwrap();
   assert_eq!(a, None);
-  assert!(engine.release(&keys(&["b"]), "other").await.unwrap());
+  assert!(engine.release(&keys(&["b"]), Owner::from_id("other")).await.unwrap());
 }
 
 #[tokio::test]
 async fn a_waiter_gets_the_key_after_release_and_times_out_otherwise() {
   let server = RedisServer::start();
   let engine = Arc::new(server.engine(&[]));
-  engine.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
+  engine
+    .acquire(&keys(&["k"]), Owner::from_id("holder"), None, Wait::No)
+    .await
+    .unwrap();
   let error = engine
-    .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_millis(300)))
+    .acquire(
+      &keys(&["k"]),
+      Owner::from_id("waiter"),
+      None,
+      wait_for(Duration::from_millis(300)),
+    )
     .await
     .unwrap_err();
   assert_eq!(error, LockError::Timeout);
@@ -106,12 +138,17 @@ async fn a_waiter_gets_the_key_after_release_and_times_out_otherwise() {
     let engine = engine.clone();
     tokio::spawn(async move {
       engine
-        .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_secs(5)))
+        .acquire(
+          &keys(&["k"]),
+          Owner::from_id("waiter"),
+          None,
+          wait_for(Duration::from_secs(5)),
+        )
         .await
     })
   };
   tokio::time::sleep(Duration::from_millis(100)).await;
-  engine.release(&keys(&["k"]), "holder").await.unwrap();
+  engine.release(&keys(&["k"]), Owner::from_id("holder")).await.unwrap();
   waiter.await.unwrap().unwrap();
   let owner: String = server.client().get("medusa_lock:k").unwrap();
   assert_eq!(owner, "waiter");
@@ -130,13 +167,13 @@ async fn opposite_key_orders_do_not_deadlock() {
         engine
           .acquire(
             &keys(&order),
-            &owner,
+            Owner::from_id(&owner),
             Some(Duration::from_secs(5)),
             wait_for(Duration::from_secs(5)),
           )
           .await
           .unwrap();
-        assert!(engine.release(&keys(&order), &owner).await.unwrap());
+        assert!(engine.release(&keys(&order), Owner::from_id(&owner)).await.unwrap());
       }
     }));
   }
@@ -150,19 +187,26 @@ async fn release_all_stays_inside_a_glob_namespace() {
   let server = RedisServer::start();
   let engine = server.engine(&[("namespace", Input::String("shop[1]*:".into()))]);
   let mut redis = server.client();
-  let _: () = redis.set("shop1x:a", "me").unwrap();
-  let _: () = redis.set("shop[1]*:zz-outside", "me").unwrap();
-  let _: () = redis.set("shop[1]*extra:b", "me").unwrap();
-  engine.acquire(&keys(&["a", "b"]), "me", None, Wait::No).await.unwrap();
-  engine.acquire(&keys(&["c"]), "other", None, Wait::No).await.unwrap();
+  // Anonymous locks are found by scanning the namespace.
+  let _: () = redis.set("shop1x:a", "*").unwrap();
+  let _: () = redis.set("shop[1]*:zz-outside", "*").unwrap();
+  let _: () = redis.set("shop[1]*extra:b", "*").unwrap();
+  engine
+    .acquire(&keys(&["a", "b"]), Owner::from_id("*"), None, Wait::No)
+    .await
+    .unwrap();
+  engine
+    .acquire(&keys(&["c"]), Owner::from_id("other"), None, Wait::No)
+    .await
+    .unwrap();
 
   assert_eq!(
-    engine.release_all("me").await.unwrap(),
+    engine.release_all(Owner::Anonymous).await.unwrap(),
     3,
     "a, b and the in-namespace zz-outside"
   );
   let left: Vec<String> = {
-    let mut left: Vec<String> = redis.keys("*").unwrap();
+    let mut left: Vec<String> = redis.keys("shop*").unwrap();
     left.sort();
     left
   };
@@ -221,7 +265,10 @@ async fn an_unreachable_server_fails_within_the_connect_timeout() {
   let engine: LockEngine =
     support::engine_for(&format!("redis://127.0.0.1:{port}"), &[("redisOptions", redis_options)]);
   let started = Instant::now();
-  let error = engine.acquire(&keys(&["k"]), "me", None, Wait::No).await.unwrap_err();
+  let error = engine
+    .acquire(&keys(&["k"]), Owner::from_id("me"), None, Wait::No)
+    .await
+    .unwrap_err();
   assert_eq!(error.code(), "REDIS_ERROR");
   assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
@@ -230,12 +277,20 @@ async fn an_unreachable_server_fails_within_the_connect_timeout() {
 async fn close_rejects_later_calls_and_stops_waiters() {
   let server = RedisServer::start();
   let engine = Arc::new(server.engine(&[]));
-  engine.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
+  engine
+    .acquire(&keys(&["k"]), Owner::from_id("holder"), None, Wait::No)
+    .await
+    .unwrap();
   let waiter = {
     let engine = engine.clone();
     tokio::spawn(async move {
       engine
-        .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_secs(30)))
+        .acquire(
+          &keys(&["k"]),
+          Owner::from_id("waiter"),
+          None,
+          wait_for(Duration::from_secs(30)),
+        )
         .await
     })
   };
@@ -243,7 +298,10 @@ async fn close_rejects_later_calls_and_stops_waiters() {
   engine.close();
   assert_eq!(waiter.await.unwrap().unwrap_err(), LockError::Closed);
   assert_eq!(
-    engine.release(&keys(&["k"]), "holder").await.unwrap_err(),
+    engine
+      .release(&keys(&["k"]), Owner::from_id("holder"))
+      .await
+      .unwrap_err(),
     LockError::Closed
   );
 }

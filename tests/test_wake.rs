@@ -3,7 +3,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolock::engine::Wait;
+use ferrolock::engine::{Owner, Wait};
 use ferrolock::options::Input;
 use redis::Commands;
 use support::RedisServer;
@@ -16,8 +16,11 @@ fn keys(names: &[&str]) -> Vec<String> {
 fn wait_for(duration: Duration) -> Wait {
   Wait::Until {
     deadline: Instant::now() + duration,
-    unique_owner: false,
   }
+}
+
+fn named(id: &str) -> Owner<'_> {
+  Owner::Named(id)
 }
 
 /// Polling every 15–30 s: only a wake-up (or the holder's TTL) hands the key
@@ -29,25 +32,37 @@ fn slow_polling() -> [(&'static str, Input); 2] {
   ]
 }
 
+/// Spawns a waiter for `key` as `owner` with a 60 s timeout.
+fn spawn_waiter(
+  engine: &Arc<ferrolock::engine::LockEngine>,
+  owner: &'static str,
+  timeout: Duration,
+) -> tokio::task::JoinHandle<ferrolock::error::LockResult<()>> {
+  let engine = engine.clone();
+  tokio::spawn(async move {
+    engine
+      .acquire(&keys(&["k"]), named(owner), None, wait_for(timeout))
+      .await
+  })
+}
+
 #[tokio::test]
 async fn a_release_wakes_the_waiter_even_with_30s_polling() {
   let server = RedisServer::start();
   let holder = server.engine(&[]);
   let engine = Arc::new(server.engine(&slow_polling()));
-  holder.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
-  // Let the waiter take its first attempt and fall asleep.
-  engine.acquire(&keys(&["warm-up"]), "x", None, Wait::No).await.unwrap();
-  let waiter = {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-      engine
-        .acquire(&keys(&["k"]), "waiter", None, wait_for(Duration::from_secs(10)))
-        .await
-    })
-  };
+  holder
+    .acquire(&keys(&["k"]), named("holder"), None, Wait::No)
+    .await
+    .unwrap();
+  let waiter = spawn_waiter(&engine, "waiter", Duration::from_secs(60));
   tokio::time::sleep(Duration::from_millis(200)).await;
-  assert!(holder.release(&keys(&["k"]), "holder").await.unwrap());
-  waiter.await.unwrap().expect("woken by the release, not by a 30 s poll");
+  assert!(holder.release(&keys(&["k"]), named("holder")).await.unwrap());
+  tokio::time::timeout(Duration::from_secs(3), waiter)
+    .await
+    .expect("woken by the release, not by a poll 15–30 s later")
+    .unwrap()
+    .unwrap();
   let owner: String = server.client().get("medusa_lock:k").unwrap();
   assert_eq!(owner, "waiter");
 }
@@ -56,16 +71,16 @@ async fn a_release_wakes_the_waiter_even_with_30s_polling() {
 async fn a_waiter_blocked_by_a_ttl_sleeps_no_longer_than_it() {
   let server = RedisServer::start();
   let holder = server.engine(&[]);
-  let engine = server.engine(&slow_polling());
+  let engine = Arc::new(server.engine(&slow_polling()));
   holder
-    .acquire(&keys(&["k"]), "holder", Some(Duration::from_secs(1)), Wait::No)
+    .acquire(&keys(&["k"]), named("holder"), Some(Duration::from_secs(1)), Wait::No)
     .await
     .unwrap();
-  let key = keys(&["k"]);
-  let waiting = engine.acquire(&key, "waiter", None, wait_for(Duration::from_secs(60)));
-  tokio::time::timeout(Duration::from_secs(4), waiting)
+  let waiter = spawn_waiter(&engine, "waiter", Duration::from_secs(60));
+  tokio::time::timeout(Duration::from_secs(4), waiter)
     .await
     .expect("the 1 s expiry is noticed, not a poll 15–30 s later")
+    .unwrap()
     .unwrap();
 }
 
@@ -74,7 +89,10 @@ async fn waiters_are_served_in_arrival_order_and_a_newcomer_waits_its_turn() {
   let server = RedisServer::start();
   let holder = server.engine(&[]);
   let engine = Arc::new(server.engine(&slow_polling()));
-  holder.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
+  holder
+    .acquire(&keys(&["k"]), named("holder"), None, Wait::No)
+    .await
+    .unwrap();
   let mut redis = server.client();
   let mut waiters = Vec::new();
   for index in 0..4 {
@@ -83,12 +101,12 @@ async fn waiters_are_served_in_arrival_order_and_a_newcomer_waits_its_turn() {
     waiters.push(tokio::spawn(async move {
       let owner = format!("w{index}");
       engine
-        .acquire(&keys(&["k"]), &owner, None, wait_for(Duration::from_secs(20)))
+        .acquire(&keys(&["k"]), named(&owner), None, wait_for(Duration::from_secs(20)))
         .await
         .unwrap();
       let mut redis = redis::Client::open(url).unwrap().get_connection().unwrap();
       let _: () = redis.rpush("order", &owner).unwrap();
-      assert!(engine.release(&keys(&["k"]), &owner).await.unwrap());
+      assert!(engine.release(&keys(&["k"]), named(&owner)).await.unwrap());
     }));
     // Each waiter is queued before the next one arrives.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -100,19 +118,25 @@ async fn waiters_are_served_in_arrival_order_and_a_newcomer_waits_its_turn() {
   // The key is free, but four waiters are queued: a newcomer may not jump the queue.
   let _: () = redis.del("medusa_lock:k").unwrap();
   let error = holder
-    .acquire(&keys(&["k"]), "newcomer", None, Wait::No)
+    .acquire(&keys(&["k"]), named("newcomer"), None, Wait::No)
     .await
     .unwrap_err();
   assert_eq!(error.code(), "LOCK_CONFLICT");
   let _: () = redis.set("medusa_lock:k", "holder").unwrap();
-  holder.release(&keys(&["k"]), "holder").await.unwrap();
+  holder.release(&keys(&["k"]), named("holder")).await.unwrap();
   for waiter in waiters {
-    waiter.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+      .await
+      .expect("each release wakes the next waiter")
+      .unwrap();
   }
   let order: Vec<String> = redis.lrange("order", 0, -1).unwrap();
   assert_eq!(order, vec!["w0", "w1", "w2", "w3"]);
   let leftovers: Vec<String> = redis.keys("ferrolock:*").unwrap();
-  assert!(leftovers.is_empty(), "queues are gone once empty: {leftovers:?}");
+  assert!(
+    leftovers.is_empty(),
+    "queues and indexes are gone once empty: {leftovers:?}"
+  );
 }
 
 #[tokio::test]
@@ -120,30 +144,51 @@ async fn a_timed_out_waiter_leaves_the_queue_and_the_next_one_is_woken() {
   let server = RedisServer::start();
   let holder = server.engine(&[]);
   let engine = Arc::new(server.engine(&slow_polling()));
-  holder.acquire(&keys(&["k"]), "holder", None, Wait::No).await.unwrap();
-  let first = {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-      engine
-        .acquire(&keys(&["k"]), "first", None, wait_for(Duration::from_millis(1500)))
-        .await
-    })
-  };
+  holder
+    .acquire(&keys(&["k"]), named("holder"), None, Wait::No)
+    .await
+    .unwrap();
+  let first = spawn_waiter(&engine, "first", Duration::from_millis(1500));
   tokio::time::sleep(Duration::from_millis(300)).await;
-  let second = {
-    let engine = engine.clone();
-    tokio::spawn(async move {
-      engine
-        .acquire(&keys(&["k"]), "second", None, wait_for(Duration::from_secs(10)))
-        .await
-    })
-  };
+  let second = spawn_waiter(&engine, "second", Duration::from_secs(60));
   assert_eq!(first.await.unwrap().unwrap_err().code(), "LOCK_TIMEOUT");
   // Had `first` stayed queued, this release would announce it, and `second`
-  // (polling every 30 s) would time out.
-  assert!(holder.release(&keys(&["k"]), "holder").await.unwrap());
-  second
+  // would only notice on its next poll, 15–30 s later.
+  assert!(holder.release(&keys(&["k"]), named("holder")).await.unwrap());
+  tokio::time::timeout(Duration::from_secs(3), second)
     .await
+    .expect("the release wakes the waiter now at the head")
     .unwrap()
-    .expect("the release wakes the waiter now at the head");
+    .unwrap();
+}
+
+#[tokio::test]
+async fn release_all_of_a_named_owner_reads_its_index_not_the_namespace() {
+  let server = RedisServer::start();
+  let engine = server.engine(&[]);
+  let mut redis = server.client();
+  engine
+    .acquire(&keys(&["a", "b"]), named("me"), Some(Duration::from_secs(30)), Wait::No)
+    .await
+    .unwrap();
+  engine
+    .acquire(&keys(&["c"]), named("me"), None, Wait::No)
+    .await
+    .unwrap();
+  engine
+    .acquire(&keys(&["d"]), named("other"), None, Wait::No)
+    .await
+    .unwrap();
+  // A lock of "me" the index does not know about (e.g. taken by a Medusa instance).
+  let _: () = redis.set("medusa_lock:e", "me").unwrap();
+  let mut members: Vec<String> = redis.smembers("ferrolock:o:{medusa_lock:}me").unwrap();
+  members.sort();
+  assert_eq!(members, vec!["a", "b", "c"]);
+  assert_eq!(engine.release_all(named("me")).await.unwrap(), 3);
+  let mut left: Vec<String> = redis.keys("*").unwrap();
+  left.sort();
+  assert_eq!(
+    left,
+    vec!["ferrolock:o:{medusa_lock:}other", "medusa_lock:d", "medusa_lock:e"]
+  );
 }

@@ -1,9 +1,11 @@
 -- Takes every lock key for one owner, or none of them.
--- KEYS: n lock keys, then their n queues, then their n waiter-entry hashes.
+-- KEYS: n lock keys, then their n queues, then their n waiter-entry hashes,
+-- then, for a named owner, the index of its keys.
 -- ARGV[1] owner id ('*' = anonymous), ARGV[2] lease in ms (0 = no expiry),
 -- ARGV[3] waiter id ('' when the caller does not wait), ARGV[4] ms the
 -- waiter's queue entries live without a new attempt, ARGV[5] '1' when the
--- waiter accepts a direct grant (single key, owner unique to the call).
+-- waiter accepts a direct grant (single key, owner unique to the call),
+-- ARGV[6] length of the namespace (index members are keys without it).
 -- A key held by the same named owner is re-entered and its lease reset; an
 -- anonymous ('*') lock is never re-entered (Medusa's rule). A free key with
 -- a live waiter queued ahead of the caller is not free for the caller: that
@@ -13,7 +15,8 @@
 -- a waiter knows how long it may sleep. A blocked waiter is queued on every
 -- key of its call at once, so all queues agree on the order of any two
 -- waiters and multi-key waits cannot deadlock.
-local n = #KEYS / 3
+local n = math.floor(#KEYS / 3)
+local index = KEYS[3 * n + 1]
 local owner = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
 local waiter = ARGV[3]
@@ -65,6 +68,24 @@ for i = 1, n do
   if waiter ~= '' then
     redis.call('ZREM', KEYS[n + i], waiter)
     redis.call('HDEL', KEYS[2 * n + i], waiter)
+  end
+end
+
+if index then
+  -- The index lives as long as its longest lock, so it never outlasts them all.
+  local existed = redis.call('EXISTS', index) == 1
+  for i = 1, n do
+    redis.call('SADD', index, string.sub(KEYS[i], tonumber(ARGV[6]) + 1))
+  end
+  if lease_ms == 0 then
+    redis.call('PERSIST', index)
+  elseif not existed then
+    redis.call('PEXPIRE', index, lease_ms)
+  else
+    local index_ttl = redis.call('PTTL', index)
+    if index_ttl >= 0 and index_ttl < lease_ms then
+      redis.call('PEXPIRE', index, lease_ms)
+    end
   end
 end
 return {0, 0}
