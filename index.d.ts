@@ -113,12 +113,18 @@ export declare class LockingModuleService {
   /**
    * Takes every key, or none of them, in one round trip. Rejects with
    * `Failed to acquire lock for key "<key>"` (`LOCK_CONFLICT`) when one is held
-   * by another owner, unless `awaitQueue` — then waits up to `timeout` (`LOCK_TIMEOUT`).
+   * by another owner or is free but promised to an earlier waiter, unless
+   * `awaitQueue` — then queues, is woken when its turn comes, and waits up to
+   * `timeout` (`LOCK_TIMEOUT`).
    */
   acquire(keys: string | string[], args?: AcquireArgs, sharedContext?: unknown): Promise<void>
   /** Deletes each key held by `ownerId` (`"*"` by default); `true` only if every key was released. */
   release(keys: string | string[], args?: ReleaseArgs, sharedContext?: unknown): Promise<boolean>
-  /** Releases every lock of this namespace held by `ownerId` (`"*"` by default). */
+  /**
+   * Releases every lock of this namespace held by `ownerId` (`"*"` by default). A named
+   * owner's locks come from its index (cost bounded by what it holds); anonymous locks are
+   * found by scanning the namespace.
+   */
   releaseAll(args?: ReleaseArgs, sharedContext?: unknown): Promise<void>
   /**
    * Waits for all `keys` under a fresh owner, runs `job(signal)` while renewing
