@@ -77,6 +77,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
  * Resolves to the child, or rejects (after killing it) with the log tail.
  */
 async function spawnServer({ port, dir, args, conf }) {
+  // Else the PING below could be answered by someone else's server.
+  if (await ping(port)) throw new Error(`port ${port} is already taken by a Redis`)
   const logFile = path.join(dir, 'redis.log')
   const argv = []
   if (conf !== undefined) {
