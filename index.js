@@ -90,6 +90,9 @@ class LockingModuleService {
 
 module.exports = { LockingModuleService, ERROR_CODES }
 
+// `import ferrolock from "ferrolock"` (TypeScript/ESM interop) gets the provider below.
+Object.defineProperty(module.exports, '__esModule', { value: true })
+
 // The Medusa ModuleProvider is the default export (`resolve: "ferrolock"`),
 // loaded lazily so the standalone entry never pulls it in.
 Object.defineProperty(module.exports, 'default', {

@@ -67,19 +67,20 @@ test('one hot key, 4 processes x 4 callers x 50 executes: no overlap, all comple
 })
 
 test('ABBA: ["a","b"] vs ["b","a"] from two processes completes without timeout', { timeout: 120_000 }, async (t) => {
+  const callers = 2 // two per process: a lock that takes keys one by one deadlocks reliably
   const iterations = 200
   const logKey = 'excl:log:abba'
   // Default timeout (waitLockingTimeout, 5 s): a deadlock shows up as LOCK_TIMEOUT.
   const { reports, ms } = await runHotKeyWorkers([
-    { keys: ['a', 'b'], callers: 1, iterations, maxJobMs: 1, logKey },
-    { keys: ['b', 'a'], callers: 1, iterations, maxJobMs: 1, logKey },
+    { keys: ['a', 'b'], callers, iterations, maxJobMs: 1, logKey },
+    { keys: ['b', 'a'], callers, iterations, maxJobMs: 1, logKey },
   ])
+  t.diagnostic(`${2 * callers * iterations} executes in ${ms} ms`)
 
-  t.diagnostic(`${2 * iterations} executes in ${ms} ms`)
   assert.deepEqual(reports.flatMap((r) => r.errors), [])
-  assert.deepEqual(reports.map((r) => r.completed), [iterations, iterations])
+  assert.deepEqual(reports.map((r) => r.completed), [callers * iterations, callers * iterations])
   const { overlaps, jobs } = checkLog(await readLog(logKey))
   assert.deepEqual(overlaps, [])
-  assert.equal(jobs, 2 * iterations)
+  assert.equal(jobs, 2 * callers * iterations)
   assert.equal(await server.cli('keys', 'medusa_lock:*'), '')
 })
