@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{ConnectionFactory, RedisConnection};
+use crate::connection::{hash_slot, same_slot_tag, ConnectionFactory, RedisConnection};
 use crate::error::{LockError, LockResult};
 use crate::options::{LockingOptions, RetryBackoff, ANONYMOUS_OWNER};
 use crate::scripts;
@@ -66,6 +66,14 @@ pub enum Wait {
   Until { deadline: Instant },
 }
 
+/// Keys of one call that live in one hash slot (all of them, outside a
+/// cluster), with the KEYS their scripts take.
+struct KeyGroup {
+  /// Positions of these keys in the caller's list.
+  positions: Vec<usize>,
+  script_keys: Vec<String>,
+}
+
 /// The first key that kept an attempt from succeeding.
 struct Blocked {
   index: usize,
@@ -88,12 +96,14 @@ pub struct LockEngine {
   /// Where release scripts announce whose turn it is (see `wake.rs`).
   wake_channel: String,
   queue_entry_ttl: Duration,
+  /// Scripts may only touch one hash slot: calls are split per slot, and
+  /// owners are not indexed (an index key would sit in another slot).
+  cluster: bool,
 }
 
 impl LockEngine {
   pub fn new(factory: ConnectionFactory, options: LockingOptions) -> Self {
     LockEngine {
-      factory,
       state: RwLock::new(ConnectionState::NotYetOpened),
       opening: tokio::sync::Mutex::new(()),
       closed: CancellationToken::new(),
@@ -104,6 +114,8 @@ impl LockEngine {
       queue_entry_ttl: options.retry_backoff.max * 2 + QUEUE_ENTRY_GRACE,
       retry_backoff: options.retry_backoff,
       wake: Arc::new(WakeHub::default()),
+      cluster: factory.is_cluster(),
+      factory,
     }
   }
 
@@ -162,20 +174,52 @@ impl LockEngine {
   }
 
   /// The KEYS of the queue-aware scripts: the lock keys, then their queues,
-  /// then their waiter-entry hashes, then a named owner's index. Queue keys
-  /// live outside the namespace (a SCAN of it sees only locks) and hash-tag
-  /// their lock key; `queue.lua` spells the same names.
+  /// then their waiter-entry hashes, then a named owner's index (not in a
+  /// cluster). Queue keys live outside the namespace (a SCAN of it sees only
+  /// locks) and carry a hash tag that puts them in their lock key's slot.
   fn script_keys(&self, lock_keys: Vec<String>, owner: Owner) -> Vec<String> {
     let mut all = Vec::with_capacity(lock_keys.len() * 3 + 1);
-    let queues: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:q:{{{key}}}")).collect();
-    let entries: Vec<String> = lock_keys.iter().map(|key| format!("ferrolock:d:{{{key}}}")).collect();
+    let tags: Vec<String> = lock_keys
+      .iter()
+      .map(|key| {
+        let tag = same_slot_tag(key);
+        // The tag is usually the whole key; else the key follows it, to stay unique.
+        if tag.len() == key.len() + 2 {
+          tag
+        } else {
+          format!("{tag}{key}")
+        }
+      })
+      .collect();
     all.extend(lock_keys);
-    all.extend(queues);
-    all.extend(entries);
-    if let Owner::Named(id) = owner {
+    all.extend(tags.iter().map(|tag| format!("ferrolock:q:{tag}")));
+    all.extend(tags.iter().map(|tag| format!("ferrolock:d:{tag}")));
+    if let (Owner::Named(id), false) = (owner, self.cluster) {
       all.push(self.owner_index_key(id));
     }
     all
+  }
+
+  /// The keys of one call split by hash slot, in ascending slot order, so
+  /// every caller takes multi-slot sets in the same global order.
+  fn key_groups(&self, keys: &[String], owner: Owner) -> Vec<KeyGroup> {
+    let lock_keys = self.lock_keys(keys);
+    let mut by_slot: Vec<(u16, Vec<usize>)> = Vec::new();
+    for (position, key) in lock_keys.iter().enumerate() {
+      let slot = if self.cluster { hash_slot(key) } else { 0 };
+      match by_slot.iter_mut().find(|(group_slot, _)| *group_slot == slot) {
+        Some((_, positions)) => positions.push(position),
+        None => by_slot.push((slot, vec![position])),
+      }
+    }
+    by_slot.sort_by_key(|(slot, _)| *slot);
+    by_slot
+      .into_iter()
+      .map(|(_, positions)| KeyGroup {
+        script_keys: self.script_keys(positions.iter().map(|&p| lock_keys[p].clone()).collect(), owner),
+        positions,
+      })
+      .collect()
   }
 
   /// The set of keys a named owner holds in this namespace.
@@ -187,12 +231,14 @@ impl LockEngine {
     keys.iter().map(|key| format!("{}{key}", self.namespace)).collect()
   }
 
-  /// One attempt at taking every key, in one round trip. A `waiter` that
-  /// is blocked gets (or keeps) its place in the keys' queues; with
-  /// `accepts_grant` its entry lets a release hand the lock over directly.
+  /// One attempt at taking every key: one round trip per hash slot (one in
+  /// all outside a cluster). A `waiter` that is blocked gets (or keeps) its
+  /// place in the blocking keys' queues; with `accepts_grant` its entry lets
+  /// a release hand the lock over directly. Across slots, keys taken before
+  /// a blocked slot are given back, so no partial set is ever kept.
   async fn try_acquire(
     &self,
-    script_keys: &[String],
+    groups: &[KeyGroup],
     owner: Owner<'_>,
     lease_ttl: Option<Duration>,
     waiter: Option<&Waiter<'_>>,
@@ -200,20 +246,44 @@ impl LockEngine {
   ) -> LockResult<Option<Blocked>> {
     let mut connection = self.connection().await?;
     let lease_ms = lease_ttl.map_or(0, |ttl| ttl.as_millis().max(1));
-    let (index, pttl): (usize, i64) = scripts::ACQUIRE
-      .key(script_keys)
-      .arg(owner.id())
-      .arg(lease_ms as u64)
-      .arg(waiter.map_or("", |waiter| waiter.id()))
-      .arg(self.queue_entry_ttl.as_millis() as u64)
-      .arg(if accepts_grant { "1" } else { "0" })
-      .arg(self.namespace.len())
-      .invoke_async(&mut connection)
-      .await?;
-    Ok((index > 0).then(|| Blocked {
-      index: index - 1,
-      ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
-    }))
+    let mut taken: Vec<Vec<String>> = Vec::new();
+    for group in groups {
+      let reply: Vec<i64> = scripts::ACQUIRE
+        .key(&group.script_keys)
+        .arg(owner.id())
+        .arg(lease_ms as u64)
+        .arg(waiter.map_or("", |waiter| waiter.id()))
+        .arg(self.queue_entry_ttl.as_millis() as u64)
+        .arg(if accepts_grant { "1" } else { "0" })
+        .arg(self.namespace.len())
+        .invoke_async(&mut connection)
+        .await?;
+      let blocked_at = reply.first().copied().unwrap_or(0);
+      if blocked_at > 0 {
+        for fresh in &taken {
+          self.release_lock_keys(fresh.clone(), owner).await?;
+        }
+        return Ok(Some(Blocked {
+          index: group.positions[blocked_at as usize - 1],
+          ttl: reply
+            .get(1)
+            .and_then(|&pttl| u64::try_from(pttl).ok())
+            .map(Duration::from_millis),
+        }));
+      }
+      if groups.len() > 1 {
+        // Only keys this call newly took are given back on rollback, never re-entered ones.
+        let fresh = group
+          .positions
+          .iter()
+          .enumerate()
+          .filter(|(i, _)| reply.get(i + 2) == Some(&1))
+          .map(|(i, _)| group.script_keys[i].clone())
+          .collect();
+        taken.push(fresh);
+      }
+    }
+    Ok(None)
   }
 
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
@@ -226,9 +296,9 @@ impl LockEngine {
     lease_ttl: Option<Duration>,
     wait: Wait,
   ) -> LockResult<()> {
-    let script_keys = self.script_keys(self.lock_keys(keys), owner);
+    let groups = self.key_groups(keys, owner);
     let Wait::Until { deadline } = wait else {
-      return match self.try_acquire(&script_keys, owner, lease_ttl, None, false).await? {
+      return match self.try_acquire(&groups, owner, lease_ttl, None, false).await? {
         None => Ok(()),
         Some(blocked) => Err(LockError::Conflict {
           key: keys[blocked.index].clone(),
@@ -237,7 +307,7 @@ impl LockEngine {
     };
     let waiter = self.wake.waiter();
     let outcome = self
-      .wait_for_keys(&script_keys, keys.len(), owner, lease_ttl, deadline, &waiter)
+      .wait_for_keys(&groups, keys.len(), owner, lease_ttl, deadline, &waiter)
       .await;
     if outcome.is_err() && !self.is_closed() {
       // Leave the queues at once rather than blocking them until the entries
@@ -248,14 +318,16 @@ impl LockEngine {
         Owner::PerCall(id) => id,
         _ => "",
       };
-      let _ = self.dequeue(&script_keys, &waiter, undo_owner).await;
+      for group in &groups {
+        let _ = self.dequeue(&group.script_keys, &waiter, undo_owner).await;
+      }
     }
     outcome
   }
 
   async fn wait_for_keys(
     &self,
-    script_keys: &[String],
+    groups: &[KeyGroup],
     key_count: usize,
     owner: Owner<'_>,
     lease_ttl: Option<Duration>,
@@ -267,7 +339,7 @@ impl LockEngine {
     let accepts_grant = per_call && key_count == 1 && lease_ttl.is_some();
     let mut retry_interval = self.retry_backoff.initial;
     loop {
-      let attempt = self.try_acquire(script_keys, owner, lease_ttl, Some(waiter), accepts_grant);
+      let attempt = self.try_acquire(groups, owner, lease_ttl, Some(waiter), accepts_grant);
       // Only a per-call owner's attempt may be abandoned at the deadline (its
       // late success is undone by `dequeue`); others are awaited.
       let outcome = if per_call {
@@ -320,14 +392,25 @@ impl LockEngine {
 
   /// Deletes each key `owner` holds; `true` when every key was released.
   pub async fn release(&self, keys: &[String], owner: Owner<'_>) -> LockResult<bool> {
-    let released = self
-      .release_script_keys(self.script_keys(self.lock_keys(keys), owner), owner)
-      .await?;
+    let mut released = 0;
+    for group in self.key_groups(keys, owner) {
+      released += self.release_script_keys(&group.script_keys, owner).await?;
+    }
     Ok(released == keys.len())
   }
 
+  /// Releases lock keys (already namespaced) that share one hash slot.
+  async fn release_lock_keys(&self, lock_keys: Vec<String>, owner: Owner<'_>) -> LockResult<usize> {
+    if lock_keys.is_empty() {
+      return Ok(0);
+    }
+    self
+      .release_script_keys(&self.script_keys(lock_keys, owner), owner)
+      .await
+  }
+
   /// Compare-and-delete of lock keys, handing each over to its next waiter; returns how many were deleted.
-  async fn release_script_keys(&self, script_keys: Vec<String>, owner: Owner<'_>) -> LockResult<usize> {
+  async fn release_script_keys(&self, script_keys: &[String], owner: Owner<'_>) -> LockResult<usize> {
     let mut connection = self.connection().await?;
     let released: usize = scripts::RELEASE
       .key(script_keys)
@@ -342,22 +425,28 @@ impl LockEngine {
   /// Resets the lease of keys `owner` still holds. `Some(key)`: that key is no longer held.
   pub async fn extend(&self, keys: &[String], owner: Owner<'_>, lease_ttl: Duration) -> LockResult<Option<String>> {
     let mut connection = self.connection().await?;
-    let lost_index: usize = scripts::EXTEND
-      .key(self.lock_keys(keys))
-      .arg(owner.id())
-      .arg(lease_ttl.as_millis().max(1) as u64)
-      .invoke_async(&mut connection)
-      .await?;
-    Ok(lost_index.checked_sub(1).map(|index| keys[index].clone()))
+    for group in self.key_groups(keys, owner) {
+      let lost_index: usize = scripts::EXTEND
+        .key(&group.script_keys[..group.positions.len()])
+        .arg(owner.id())
+        .arg(lease_ttl.as_millis().max(1) as u64)
+        .invoke_async(&mut connection)
+        .await?;
+      if lost_index > 0 {
+        return Ok(Some(keys[group.positions[lost_index - 1]].clone()));
+      }
+    }
+    Ok(None)
   }
 
   /// Releases every lock of this namespace held by `owner`; each key is
   /// compared and deleted atomically, never read and deleted in two steps.
   /// A named owner's locks come from its index, at a cost bounded by what it
-  /// holds; other owners' locks are found by scanning the namespace.
+  /// holds; other owners' locks (and every lock in a cluster, which keeps no
+  /// index) are found by scanning the namespace on every primary.
   pub async fn release_all(&self, owner: Owner<'_>) -> LockResult<usize> {
     match owner {
-      Owner::Named(id) => self.release_indexed(id).await,
+      Owner::Named(id) if !self.cluster => self.release_indexed(id).await,
       _ => self.release_scanned(owner).await,
     }
   }
@@ -367,42 +456,61 @@ impl LockEngine {
     let index = self.owner_index_key(owner);
     let mut released = 0;
     loop {
-      let (count, remaining): (usize, usize) = scripts::RELEASE_OWNED
-        .key(&index)
-        .arg(owner)
-        .arg(&self.wake_channel)
-        .arg(&self.namespace)
+      // The release script removes each of these from the index, held or not.
+      let batch: Vec<String> = redis::cmd("SRANDMEMBER")
+        .arg(&index)
         .arg(RELEASE_ALL_BATCH)
-        .invoke_async(&mut connection)
+        .query_async(&mut connection)
         .await?;
-      released += count;
-      if remaining == 0 {
+      if batch.is_empty() {
         return Ok(released);
       }
+      released += self
+        .release_lock_keys(self.lock_keys(&batch), Owner::Named(owner))
+        .await?;
     }
   }
 
   async fn release_scanned(&self, owner: Owner<'_>) -> LockResult<usize> {
     let mut connection = self.connection().await?;
-    let mut cursor: u64 = 0;
+    let nodes = if self.cluster {
+      connection.cluster_primaries().await?.into_iter().map(Some).collect()
+    } else {
+      vec![None]
+    };
     let mut released = 0;
-    loop {
-      let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(&self.namespace_pattern)
-        .arg("COUNT")
-        .arg(RELEASE_ALL_BATCH)
-        .query_async(&mut connection)
-        .await?;
-      if !found.is_empty() {
-        released += self.release_script_keys(self.script_keys(found, owner), owner).await?;
+    for node in nodes {
+      let mut cursor: u64 = 0;
+      loop {
+        let mut scan = redis::cmd("SCAN");
+        scan
+          .arg(cursor)
+          .arg("MATCH")
+          .arg(&self.namespace_pattern)
+          .arg("COUNT")
+          .arg(RELEASE_ALL_BATCH);
+        let (next, found): (u64, Vec<String>) = match &node {
+          Some((host, port)) => connection.query_node(scan, host, *port).await?,
+          None => scan.query_async(&mut connection).await?,
+        };
+        let mut by_slot: Vec<(u16, Vec<String>)> = Vec::new();
+        for key in found {
+          let slot = if self.cluster { hash_slot(&key) } else { 0 };
+          match by_slot.iter_mut().find(|(group_slot, _)| *group_slot == slot) {
+            Some((_, keys)) => keys.push(key),
+            None => by_slot.push((slot, vec![key])),
+          }
+        }
+        for (_, keys) in by_slot {
+          released += self.release_lock_keys(keys, owner).await?;
+        }
+        if next == 0 {
+          break;
+        }
+        cursor = next;
       }
-      if next == 0 {
-        return Ok(released);
-      }
-      cursor = next;
     }
+    Ok(released)
   }
 }
 

@@ -105,9 +105,41 @@ impl std::fmt::Debug for TlsOptions {
   }
 }
 
+/// Which Redis deployment to talk to.
+#[derive(Clone, PartialEq)]
+pub enum Deployment {
+  /// One server at `ConnectionOptions::url`.
+  Standalone,
+  /// A Redis Cluster reached through these seed node URLs.
+  Cluster { nodes: Vec<String> },
+  /// The master named `master_name`, found through these sentinels.
+  Sentinel {
+    sentinels: Vec<(String, u16)>,
+    master_name: String,
+    sentinel_password: Option<String>,
+  },
+}
+
+impl std::fmt::Debug for Deployment {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match self {
+      Deployment::Standalone => f.write_str("Standalone"),
+      Deployment::Cluster { nodes } => write!(f, "Cluster {{ {} seed nodes }}", nodes.len()),
+      Deployment::Sentinel {
+        sentinels, master_name, ..
+      } => f
+        .debug_struct("Sentinel")
+        .field("sentinels", sentinels)
+        .field("master_name", master_name)
+        .finish_non_exhaustive(),
+    }
+  }
+}
+
 #[derive(Clone, PartialEq)]
 pub struct ConnectionOptions {
-  /// May carry credentials: never print it.
+  pub deployment: Deployment,
+  /// May carry credentials: never print it. For a cluster, its first seed node.
   pub url: String,
   pub username: Option<String>,
   pub password: Option<String>,
@@ -123,6 +155,7 @@ pub struct ConnectionOptions {
 impl std::fmt::Debug for ConnectionOptions {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.debug_struct("ConnectionOptions")
+      .field("deployment", &self.deployment)
       .field("url", &"<redacted>")
       .field("username", &self.username)
       .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -147,6 +180,7 @@ pub struct ServiceOptions {
 
 const SERVICE_OPTION_NAMES: &[&str] = &[
   "redisUrl",
+  "clusterNodes",
   "redisOptions",
   "namespace",
   "waitLockingTimeout",
@@ -157,7 +191,9 @@ const SERVICE_OPTION_NAMES: &[&str] = &[
 
 /// ioredis options with a meaning here. `maxRetriesPerRequest` and
 /// `enableOfflineQueue` are accepted for config compatibility: every command
-/// is bounded by `commandTimeout` and reconnects are retried instead.
+/// is bounded by `commandTimeout` and reconnects are retried instead. As in
+/// ioredis, `name` is the Sentinel master name and `connectionName` the
+/// `CLIENT SETNAME` of the connection.
 const REDIS_OPTION_NAMES: &[&str] = &[
   "username",
   "password",
@@ -169,6 +205,9 @@ const REDIS_OPTION_NAMES: &[&str] = &[
   "enableOfflineQueue",
   "keepAlive",
   "name",
+  "connectionName",
+  "sentinels",
+  "sentinelPassword",
 ];
 
 impl ServiceOptions {
@@ -186,11 +225,13 @@ impl ServiceOptions {
       }
     }
 
+    let cluster_nodes = parse_cluster_nodes(input.field("clusterNodes"))?;
     let url = match input.field("redisUrl") {
       Input::String(url) if !url.is_empty() => url.clone(),
+      absent if absent.is_absent() && !cluster_nodes.is_empty() => cluster_nodes[0].clone(),
       absent if absent.is_absent() => {
         return Err(LockError::invalid(
-          "No \"redisUrl\" provided in the ferrolock options. It is required to connect to Redis.",
+          "No \"redisUrl\" provided in the ferrolock options. It is required to connect to Redis (or give \"clusterNodes\").",
         ))
       }
       other => {
@@ -200,7 +241,7 @@ impl ServiceOptions {
         )))
       }
     };
-    check_url(&url)?;
+    check_url(&url, "redisUrl")?;
 
     let namespace = match input.field("namespace") {
       absent if absent.is_absent() => DEFAULT_NAMESPACE.to_owned(),
@@ -224,7 +265,15 @@ impl ServiceOptions {
       .max(initial_ms);
     let factor = option_number(input, "backoffFactor", 1.0)?.unwrap_or(DEFAULT_BACKOFF_FACTOR);
 
-    let (connection, mut ignored_redis) = parse_redis_options(url, input.field("redisOptions"))?;
+    let (mut connection, mut ignored_redis) = parse_redis_options(url, input.field("redisOptions"))?;
+    if !cluster_nodes.is_empty() {
+      if !matches!(connection.deployment, Deployment::Standalone) {
+        return Err(LockError::invalid(
+          "\"clusterNodes\" and \"redisOptions.sentinels\" cannot be used together",
+        ));
+      }
+      connection.deployment = Deployment::Cluster { nodes: cluster_nodes };
+    }
     ignored_options.append(&mut ignored_redis);
 
     Ok(ServiceOptions {
@@ -244,18 +293,67 @@ impl ServiceOptions {
 }
 
 /// Checks the scheme only; the message never echoes the URL, which may hold a password.
-fn check_url(url: &str) -> LockResult<()> {
+fn check_url(url: &str, name: &str) -> LockResult<()> {
   let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://");
   if !scheme_ok || redis::parse_redis_url(url).is_none() {
-    return Err(LockError::invalid(
-      "\"redisUrl\" is not a valid Redis URL: expected redis://[[user]:password@]host[:port][/db] or rediss://… for TLS",
-    ));
+    return Err(LockError::invalid(format!(
+      "\"{name}\" is not a valid Redis URL: expected redis://[[user]:password@]host[:port][/db] or rediss://… for TLS"
+    )));
   }
   Ok(())
 }
 
+fn parse_cluster_nodes(input: &Input) -> LockResult<Vec<String>> {
+  const EXPECTED: &str = "\"clusterNodes\" must be a non-empty array of redis:// or rediss:// URLs";
+  match input {
+    absent if absent.is_absent() => Ok(Vec::new()),
+    Input::Array(items) if !items.is_empty() => items
+      .iter()
+      .map(|item| match item {
+        Input::String(url) => check_url(url, "clusterNodes").map(|_| url.clone()),
+        other => Err(LockError::invalid(format!(
+          "{EXPECTED}, got an item of type {}",
+          other.type_name()
+        ))),
+      })
+      .collect(),
+    other => Err(LockError::invalid(format!("{EXPECTED}, got {}", describe(other)))),
+  }
+}
+
+fn parse_sentinels(input: &Input) -> LockResult<Vec<(String, u16)>> {
+  const EXPECTED: &str = "\"redisOptions.sentinels\" must be a non-empty array of { host, port }";
+  let Input::Array(items) = input else {
+    return Err(LockError::invalid(format!("{EXPECTED}, got {}", input.type_name())));
+  };
+  if items.is_empty() {
+    return Err(LockError::invalid(format!("{EXPECTED}, got []")));
+  }
+  items
+    .iter()
+    .map(|item| {
+      let host = match item.field("host") {
+        Input::String(host) if !host.is_empty() => host.clone(),
+        absent if absent.is_absent() => "localhost".to_owned(),
+        _ => return Err(LockError::invalid(format!("{EXPECTED}: \"host\" must be a string"))),
+      };
+      let port = match item.field("port") {
+        Input::Number(port) if port.fract() == 0.0 && *port >= 1.0 && *port <= 65535.0 => *port as u16,
+        absent if absent.is_absent() => 26379,
+        _ => {
+          return Err(LockError::invalid(format!(
+            "{EXPECTED}: \"port\" must be a port number"
+          )))
+        }
+      };
+      Ok((host, port))
+    })
+    .collect()
+}
+
 fn parse_redis_options(url: String, input: &Input) -> LockResult<(ConnectionOptions, Vec<String>)> {
   let mut options = ConnectionOptions {
+    deployment: Deployment::Standalone,
     url,
     username: None,
     password: None,
@@ -277,7 +375,7 @@ fn parse_redis_options(url: String, input: &Input) -> LockResult<(ConnectionOpti
       )))
     }
   };
-  let ignored = fields
+  let mut ignored: Vec<String> = fields
     .iter()
     .filter(|(name, _)| !REDIS_OPTION_NAMES.contains(&name.as_str()))
     .map(|(name, _)| format!("redisOptions.{name}"))
@@ -285,7 +383,27 @@ fn parse_redis_options(url: String, input: &Input) -> LockResult<(ConnectionOpti
 
   options.username = redis_string(input, "username")?;
   options.password = redis_string(input, "password")?;
-  options.client_name = redis_string(input, "name")?;
+  options.client_name = redis_string(input, "connectionName")?;
+  let master_name = redis_string(input, "name")?;
+  match input.field("sentinels") {
+    // Without sentinels, ioredis ignores `name` too.
+    absent if absent.is_absent() => {
+      if master_name.is_some() {
+        ignored.push("redisOptions.name".to_owned());
+      }
+    }
+    sentinels => {
+      options.deployment = Deployment::Sentinel {
+        sentinels: parse_sentinels(sentinels)?,
+        master_name: master_name.ok_or_else(|| {
+          LockError::invalid(
+            "\"redisOptions.name\" (the Sentinel master name) is required with \"redisOptions.sentinels\"",
+          )
+        })?,
+        sentinel_password: redis_string(input, "sentinelPassword")?,
+      };
+    }
+  }
   if let Some(db) = redis_number(input, "db")? {
     if db.fract() != 0.0 {
       return Err(LockError::invalid("\"redisOptions.db\" must be a whole number"));

@@ -14,6 +14,5 @@ macro_rules! with_queue {
 
 pub static ACQUIRE: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/acquire.lua")));
 pub static RELEASE: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/release.lua")));
-pub static RELEASE_OWNED: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/release_owned.lua")));
 pub static DEQUEUE: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/dequeue.lua")));
 pub static EXTEND: Lazy<Script> = Lazy::new(|| Script::new(include_str!("scripts/extend.lua")));

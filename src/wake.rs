@@ -91,9 +91,11 @@ impl WakeHub {
   /// Receives wake messages on `channel` until `closed`, re-subscribing after
   /// connection failures.
   pub async fn listen(self: Arc<Self>, factory: ConnectionFactory, channel: String, closed: CancellationToken) {
+    let mut attempt = 0;
     while !closed.is_cancelled() {
+      attempt += 1;
       let subscribed = async {
-        let mut pubsub = factory.pubsub().await?;
+        let mut pubsub = factory.pubsub(attempt).await?;
         pubsub.subscribe(&channel).await?;
         Ok::<_, crate::error::LockError>(pubsub)
       };

@@ -10,7 +10,9 @@
 -- anonymous ('*') lock is never re-entered (Medusa's rule). A free key with
 -- a live waiter queued ahead of the caller is not free for the caller: that
 -- keeps waiting fair and stops the releasing caller from winning again.
--- Returns {0, 0} when taken, else {i, pttl}: the first blocking key's index
+-- Returns {0, 0, fresh...} when taken (fresh: 1 per key newly set, 0 per
+-- key re-entered, so a multi-slot caller rolls back only what it took),
+-- else {i, pttl}: the first blocking key's index
 -- and its remaining TTL in ms (-1: no expiry, -2: blocked by the queue), so
 -- a waiter knows how long it may sleep. A blocked waiter is queued on every
 -- key of its call at once, so all queues agree on the order of any two
@@ -59,7 +61,9 @@ if blocked then
   return {blocked, blocked_ttl}
 end
 
+local taken = {0, 0}
 for i = 1, n do
+  taken[i + 2] = redis.call('EXISTS', KEYS[i]) == 1 and 0 or 1
   if lease_ms > 0 then
     redis.call('SET', KEYS[i], owner, 'PX', lease_ms)
   else
@@ -88,4 +92,4 @@ if index then
     end
   end
 end
-return {0, 0}
+return taken

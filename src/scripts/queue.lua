@@ -9,15 +9,6 @@ local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
--- Names of a lock's queue keys, as engine.rs builds them for KEYS.
-local function queue_key(lock)
-  return 'ferrolock:q:{' .. lock .. '}'
-end
-
-local function entries_key(lock)
-  return 'ferrolock:d:{' .. lock .. '}'
-end
-
 -- The first live waiter of a queue and its entry, or nil.
 local function live_head(queue, entries)
   while true do
