@@ -175,6 +175,25 @@ for (const [name, kind] of Object.entries(topologies)) {
       await waiter.close()
     })
 
+    test('waitForReplicas: a grant counts once replicas acknowledged it, else nothing stays held', async () => {
+      const namespace = ns()
+      const durable = await LockingModuleService.connect({ ...kind.options(topology), namespace, waitForReplicas: 1 })
+      await durable.acquire(['a', 'b', 'c'], { ownerId: 'me', expire: 30 })
+      assert.equal(await durable.execute('d', async () => 'ran'), 'ran')
+      assert.equal(await kind.keyCount(topology, `${namespace}*`), 3)
+      await durable.releaseAll({ ownerId: 'me' })
+      // Each master has one replica: two acknowledgements never come.
+      const impossible = await LockingModuleService.connect({ ...kind.options(topology), namespace, waitForReplicas: 2, waitForReplicasTimeout: 200 })
+      await assert.rejects(impossible.acquire(['a', 'b', 'c'], { ownerId: 'me' }), (error) => {
+        assert.equal(error.code, 'REDIS_ERROR')
+        assert.match(error.message, /only 1 of 2 replicas acknowledged/)
+        return true
+      })
+      assert.equal(await kind.keyCount(topology, `${namespace}*`), 0, 'the unacknowledged grant was given back')
+      await durable.close()
+      await impossible.close()
+    })
+
     test(`a manual failover under 4 processes of execute: no overlap among kept leases, losses signalled, service recovers`, async () => {
       const logServer = await startRedis()
       try {

@@ -389,6 +389,23 @@ impl RedisConnection {
   }
 }
 
+impl RedisConnection {
+  /// Sends `cmd` to the master of `key`'s slot (the one connection outside a
+  /// cluster), e.g. `WAIT` after writing that key.
+  pub async fn query_slot_master<T: redis::FromRedisValue>(&mut self, cmd: Cmd, key: &str) -> LockResult<T> {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let RedisConnection::Cluster(cluster) = self else {
+      return Ok(cmd.query_async(self).await?);
+    };
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+      hash_slot(key),
+      SlotAddr::Master,
+    )));
+    let value = cluster.route_command(cmd, routing).await?;
+    redis::from_redis_value(value).map_err(|error| LockError::Redis(error.to_string()))
+  }
+}
+
 impl ConnectionLike for RedisConnection {
   fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
     match self {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{hash_slot, same_slot_tag, ConnectionFactory, RedisConnection};
 use crate::error::{LockError, LockResult};
-use crate::options::{LockingOptions, RetryBackoff, ANONYMOUS_OWNER};
+use crate::options::{LockingOptions, ReplicaAcks, RetryBackoff, ANONYMOUS_OWNER};
 use crate::scripts;
 use crate::wake::{Waiter, WakeHub};
 
@@ -96,6 +96,7 @@ pub struct LockEngine {
   /// Where release scripts announce whose turn it is (see `wake.rs`).
   wake_channel: String,
   queue_entry_ttl: Duration,
+  replica_acks: Option<ReplicaAcks>,
   /// Scripts may only touch one hash slot: calls are split per slot, and
   /// owners are not indexed (an index key would sit in another slot).
   cluster: bool,
@@ -113,6 +114,7 @@ impl LockEngine {
       wait_timeout: options.wait_timeout,
       queue_entry_ttl: options.retry_backoff.max * 2 + QUEUE_ENTRY_GRACE,
       retry_backoff: options.retry_backoff,
+      replica_acks: options.replica_acks,
       wake: Arc::new(WakeHub::default()),
       cluster: factory.is_cluster(),
       factory,
@@ -271,19 +273,42 @@ impl LockEngine {
             .map(Duration::from_millis),
         }));
       }
-      if groups.len() > 1 {
-        // Only keys this call newly took are given back on rollback, never re-entered ones.
-        let fresh = group
+      // Only keys this call newly took are given back on rollback, never re-entered ones.
+      taken.push(
+        group
           .positions
           .iter()
           .enumerate()
           .filter(|(i, _)| reply.get(i + 2) == Some(&1))
           .map(|(i, _)| group.script_keys[i].clone())
-          .collect();
-        taken.push(fresh);
+          .collect(),
+      );
+      if let Some(acks) = self.replica_acks {
+        if let Err(error) = self.wait_for_replicas(&mut connection, group, acks).await {
+          for fresh in &taken {
+            let _ = self.release_lock_keys(fresh.clone(), owner).await;
+          }
+          return Err(error);
+        }
       }
     }
     Ok(None)
+  }
+
+  /// Redis `WAIT` on the node that just granted `group`: a failover right
+  /// after the grant cannot silently hand the same keys to someone else.
+  async fn wait_for_replicas(&self, connection: &mut RedisConnection, group: &KeyGroup, acks: ReplicaAcks) -> LockResult<()> {
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(acks.replicas).arg(acks.timeout.as_millis() as u64);
+    let acknowledged: u32 = connection.query_slot_master(wait, &group.script_keys[0]).await?;
+    if acknowledged < acks.replicas {
+      return Err(LockError::Redis(format!(
+        "only {acknowledged} of {} replicas acknowledged the lock within {} ms (waitForReplicas)",
+        acks.replicas,
+        acks.timeout.as_millis()
+      )));
+    }
+    Ok(())
   }
 
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
@@ -335,8 +360,9 @@ impl LockEngine {
     waiter: &Waiter<'_>,
   ) -> LockResult<()> {
     let per_call = matches!(owner, Owner::PerCall(_));
-    // A release can only hand over one key, and only to an owner nobody else uses.
-    let accepts_grant = per_call && key_count == 1 && lease_ttl.is_some();
+    // A release can only hand over one key, and only to an owner nobody else
+    // uses; a grant made by another connection could not be `WAIT`ed for.
+    let accepts_grant = per_call && key_count == 1 && lease_ttl.is_some() && self.replica_acks.is_none();
     let mut retry_interval = self.retry_backoff.initial;
     loop {
       let attempt = self.try_acquire(groups, owner, lease_ttl, Some(waiter), accepts_grant);

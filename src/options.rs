@@ -17,6 +17,7 @@ pub const DEFAULT_EXECUTE_EXPIRE_SECS: f64 = 60.0;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: f64 = 5_000.0;
 pub const DEFAULT_COMMAND_TIMEOUT_MS: f64 = 5_000.0;
 pub const DEFAULT_RECONNECT_RETRIES: usize = 6;
+pub const DEFAULT_WAIT_FOR_REPLICAS_TIMEOUT_MS: f64 = 1_000.0;
 /// Medusa clamps `timeout` and `expire` to at least one second.
 const MIN_LOCK_SECS: f64 = 1.0;
 /// Longest key accepted, in bytes, namespace excluded; far below Redis's 512 MB
@@ -82,6 +83,14 @@ pub struct LockingOptions {
   pub namespace: String,
   pub wait_timeout: Duration,
   pub retry_backoff: RetryBackoff,
+  /// A grant counts only once this many replicas acknowledged it (Redis `WAIT`).
+  pub replica_acks: Option<ReplicaAcks>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplicaAcks {
+  pub replicas: u32,
+  pub timeout: Duration,
 }
 
 #[derive(Clone, PartialEq, Default)]
@@ -187,6 +196,8 @@ const SERVICE_OPTION_NAMES: &[&str] = &[
   "defaultRetryInterval",
   "maximumRetryInterval",
   "backoffFactor",
+  "waitForReplicas",
+  "waitForReplicasTimeout",
 ];
 
 /// ioredis options with a meaning here. `maxRetriesPerRequest` and
@@ -264,6 +275,18 @@ impl ServiceOptions {
       .unwrap_or(DEFAULT_MAX_RETRY_INTERVAL_MS)
       .max(initial_ms);
     let factor = option_number(input, "backoffFactor", 1.0)?.unwrap_or(DEFAULT_BACKOFF_FACTOR);
+    let replica_acks = match option_number(input, "waitForReplicas", 0.0)? {
+      Some(replicas) if replicas.fract() != 0.0 => {
+        return Err(LockError::invalid("\"waitForReplicas\" must be a whole number of replicas"))
+      }
+      Some(replicas) if replicas >= 1.0 => Some(ReplicaAcks {
+        replicas: replicas.min(1000.0) as u32,
+        timeout: millis(
+          option_number(input, "waitForReplicasTimeout", 1.0)?.unwrap_or(DEFAULT_WAIT_FOR_REPLICAS_TIMEOUT_MS),
+        ),
+      }),
+      _ => None,
+    };
 
     let (mut connection, mut ignored_redis) = parse_redis_options(url, input.field("redisOptions"))?;
     if !cluster_nodes.is_empty() {
@@ -286,6 +309,7 @@ impl ServiceOptions {
           max: millis(max_ms),
           factor,
         },
+        replica_acks,
       },
       ignored_options,
     })
