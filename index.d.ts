@@ -49,13 +49,24 @@ export interface RedisOptions {
   /** TCP keep-alive initial delay in ms (`0`: off). */
   keepAlive?: number
   /** Connection name (`CLIENT SETNAME`), set when the connection opens. */
+  connectionName?: string
+  /** Sentinel nodes; with them the master named `name` is used (as in ioredis). */
+  sentinels?: Array<{ host?: string; port?: number }>
+  /** The Sentinel master name (ioredis's `name`); required with `sentinels`. */
   name?: string
+  sentinelPassword?: string
   [ignored: string]: unknown
 }
 
 export interface LockingOptions {
-  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. Required. */
-  redisUrl: string
+  /** `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. Required unless `clusterNodes`. */
+  redisUrl?: string
+  /** Redis Cluster seed node URLs; `redisUrl` may then be omitted. */
+  clusterNodes?: string[]
+  /** Replicas that must acknowledge each grant (Redis `WAIT`) before it counts. Default 0 (off). */
+  waitForReplicas?: number | string
+  /** ms to wait for those acknowledgements; fewer → the grant is given back, `REDIS_ERROR`. Default 1000. */
+  waitForReplicasTimeout?: number | string
   redisOptions?: RedisOptions
   /** Prefix of every lock key. Default `"medusa_lock:"`. */
   namespace?: string
