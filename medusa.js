@@ -28,7 +28,7 @@ const MISSING_REDIS_URL_MESSAGE =
 const CONNECTED_MESSAGE = `Connection to Redis in "${PROVIDER_IDENTIFIER}" provider established`
 
 function assertRedisUrl(options) {
-  if (!options?.redisUrl) {
+  if (!options?.redisUrl && !options?.clusterNodes) {
     const error = new Error(MISSING_REDIS_URL_MESSAGE)
     error.code = 'INVALID_ARGUMENT'
     error.type = 'invalid_argument'

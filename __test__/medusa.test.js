@@ -135,7 +135,7 @@ for (const resolve of ['ferrolock', 'ferrolock/medusa']) {
   test(`resolve: "${resolve}" — Medusa builds our provider, which connects, logs once and locks`, async () => {
     const { logger, messages } = captureLogger()
     const name = clientName()
-    const app = await bootLocking({ resolve, logger, options: { redisUrl: redis.url, redisOptions: { name } } })
+    const app = await bootLocking({ resolve, logger, options: { redisUrl: redis.url, redisOptions: { connectionName: name } } })
     try {
       assert.deepEqual(messages('info').filter((m) => m === CONNECTED), [CONNECTED])
       assert.deepEqual(messages('warn'), [])
@@ -302,7 +302,7 @@ test("unknown redisOptions keys are reported once through Medusa's logger", asyn
 
 test('after MedusaApp shutdown the process exits by itself and its connection is gone', async () => {
   const name = clientName()
-  const options = { redisUrl: redis.url, redisOptions: { name } }
+  const options = { redisUrl: redis.url, redisOptions: { connectionName: name } }
   const { exitCode, report, stderr } = await runWorker({ options, key: 'worker_key' })
   assert.equal(exitCode, 0, stderr)
   assert.equal(report.booted, true, JSON.stringify(report))
