@@ -297,7 +297,12 @@ impl LockEngine {
 
   /// Redis `WAIT` on the node that just granted `group`: a failover right
   /// after the grant cannot silently hand the same keys to someone else.
-  async fn wait_for_replicas(&self, connection: &mut RedisConnection, group: &KeyGroup, acks: ReplicaAcks) -> LockResult<()> {
+  async fn wait_for_replicas(
+    &self,
+    connection: &mut RedisConnection,
+    group: &KeyGroup,
+    acks: ReplicaAcks,
+  ) -> LockResult<()> {
     let mut wait = redis::cmd("WAIT");
     wait.arg(acks.replicas).arg(acks.timeout.as_millis() as u64);
     let acknowledged: u32 = connection.query_slot_master(wait, &group.script_keys[0]).await?;

@@ -277,7 +277,9 @@ impl ServiceOptions {
     let factor = option_number(input, "backoffFactor", 1.0)?.unwrap_or(DEFAULT_BACKOFF_FACTOR);
     let replica_acks = match option_number(input, "waitForReplicas", 0.0)? {
       Some(replicas) if replicas.fract() != 0.0 => {
-        return Err(LockError::invalid("\"waitForReplicas\" must be a whole number of replicas"))
+        return Err(LockError::invalid(
+          "\"waitForReplicas\" must be a whole number of replicas",
+        ))
       }
       Some(replicas) if replicas >= 1.0 => Some(ReplicaAcks {
         replicas: replicas.min(1000.0) as u32,
