@@ -346,10 +346,6 @@ pub enum RedisConnection {
 }
 
 impl RedisConnection {
-  pub fn is_cluster(&self) -> bool {
-    matches!(self, RedisConnection::Cluster(_))
-  }
-
   /// The primaries of a cluster as (host, port), from `CLUSTER SLOTS`.
   pub async fn cluster_primaries(&mut self) -> LockResult<Vec<(String, u16)>> {
     let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(self).await?;

@@ -23,7 +23,6 @@ pub struct WakeHub {
   id_prefix: String,
   next_id: AtomicU64,
   waiters: Mutex<HashMap<String, Arc<WaiterSlot>>>,
-  listening: AtomicBool,
 }
 
 #[derive(Default)]
@@ -45,7 +44,6 @@ impl Default for WakeHub {
       id_prefix: format!("{:016x}", fastrand::u64(..)),
       next_id: AtomicU64::new(0),
       waiters: Mutex::new(HashMap::new()),
-      listening: AtomicBool::new(false),
     }
   }
 }
@@ -56,11 +54,6 @@ impl WakeHub {
     let slot = Arc::new(WaiterSlot::default());
     self.lock().insert(id.clone(), slot.clone());
     Waiter { hub: self, id, slot }
-  }
-
-  /// Whether wake messages currently arrive (else waiters rely on polling).
-  pub fn is_listening(&self) -> bool {
-    self.listening.load(Ordering::Relaxed)
   }
 
   fn deliver(&self, message: &str) {
@@ -105,7 +98,6 @@ impl WakeHub {
       };
       match pubsub {
         Ok(pubsub) => {
-          self.listening.store(true, Ordering::Relaxed);
           // Messages published while we were away are lost: let every waiter retry now.
           self.wake_all();
           let mut messages = pubsub.into_on_message();
@@ -122,7 +114,6 @@ impl WakeHub {
               _ = closed.cancelled() => return,
             }
           }
-          self.listening.store(false, Ordering::Relaxed);
           tracing::warn!(target: "ferrolock", "wake-up subscription lost, re-subscribing");
         }
         Err(error) => {
