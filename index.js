@@ -32,9 +32,9 @@ class LockingModuleService {
    * Validates `options` (throws an `INVALID_ARGUMENT` error synchronously, as
    * constructors do) and connects on first use. Prefer `LockingModuleService.connect`.
    */
-  constructor(options, { logger } = {}) {
+  constructor(options, extras) {
     this.#native = new NativeLockService(options)
-    reportIgnoredOptions(this.#native.ignoredOptions, logger)
+    reportIgnoredOptions(this.#native.ignoredOptions, extras?.logger)
   }
 
   /** Creates the service and waits until Redis answers. */

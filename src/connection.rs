@@ -2,16 +2,17 @@
 //! master found through Sentinel. The engine only sees [`RedisConnection`],
 //! which behaves the same in all three.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-  AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture,
-  TlsCertificates, TlsMode, Value,
+  AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion,
+  PushInfo, PushKind, RedisFuture, TlsCertificates, TlsMode, Value,
 };
 
 use crate::error::{LockError, LockResult};
@@ -20,26 +21,44 @@ use crate::options::{ConnectionOptions, Deployment, TlsOptions};
 /// Where commands go.
 #[derive(Clone)]
 enum Target {
-  /// Reconnects behind the same handle; clones share one socket and pipeline
-  /// concurrent commands on it.
-  Standalone {
-    client: Client,
-    config: ConnectionManagerConfig,
-  },
+  /// One server, or whichever master Sentinel names: see [`NodeConnection`].
+  Node(NodeSource),
   /// Follows MOVED/ASK redirections and topology changes; `seeds` serve the
   /// wake-up subscription (PUBLISH reaches every node of a cluster).
-  Cluster { client: ClusterClient, seeds: Vec<Client> },
-  /// Asks the sentinels for the current master whenever a connection must be (re)made.
-  Sentinel {
-    sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
-    config: AsyncConnectionConfig,
+  Cluster {
+    client: Box<ClusterClient>,
+    seeds: Vec<Client>,
   },
 }
+
+/// How the one node of a non-cluster deployment is found.
+#[derive(Clone)]
+enum NodeSource {
+  Direct(Box<Client>),
+  /// Asks the sentinels for the current master whenever a connection must be (re)made.
+  Sentinel(Arc<tokio::sync::Mutex<SentinelClient>>),
+}
+
+impl NodeSource {
+  async fn client(&self) -> redis::RedisResult<Client> {
+    match self {
+      NodeSource::Direct(client) => Ok((**client).clone()),
+      NodeSource::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+    }
+  }
+}
+
+/// RESP3 (Redis 6+) for single-node connections: only there does the
+/// driver report a closed socket (see [`NodeConnection`]). Lua replies and
+/// pub/sub read the same either way; `HELLO` needs no ACL permission.
+const NODE_PROTOCOL: ProtocolVersion = ProtocolVersion::RESP3;
 
 /// Everything needed to open connections, checked before any I/O.
 #[derive(Clone)]
 pub struct ConnectionFactory {
   target: Target,
+  /// Timeouts of every single-node connection (`AsyncConnectionConfig` has no push sender yet).
+  node_config: AsyncConnectionConfig,
   connect_timeout: Duration,
   client_name: Option<String>,
 }
@@ -47,13 +66,13 @@ pub struct ConnectionFactory {
 impl std::fmt::Debug for ConnectionFactory {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     let deployment = match &self.target {
-      Target::Standalone { client, .. } => match client.get_connection_info().addr() {
+      Target::Node(NodeSource::Direct(client)) => match client.get_connection_info().addr() {
         ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}"),
         ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}"),
         other => format!("{other:?}"),
       },
+      Target::Node(NodeSource::Sentinel(_)) => "sentinel".to_owned(),
       Target::Cluster { seeds, .. } => format!("cluster of {} seed nodes", seeds.len()),
-      Target::Sentinel { .. } => "sentinel".to_owned(),
     };
     f.debug_struct("ConnectionFactory")
       .field("deployment", &deployment)
@@ -129,10 +148,28 @@ fn certificates(tls: &TlsOptions) -> LockResult<TlsCertificates> {
   })
 }
 
+/// rustls needs a process-wide crypto provider before the first TLS
+/// connection; without one it panics. Installing is idempotent.
+fn install_tls_provider() {
+  let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn open_client(info: ConnectionInfo, tls: Option<&TlsOptions>) -> LockResult<Client> {
+  let uses_tls = tls.is_some() || matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+  if uses_tls {
+    install_tls_provider();
+  }
   match tls {
     None => Client::open(info).map_err(tls_error),
     Some(tls) => Client::build_with_tls(info, certificates(tls)?).map_err(tls_error),
+  }
+}
+
+fn tls_mode(tls: &TlsOptions) -> TlsMode {
+  if tls.reject_unauthorized {
+    TlsMode::Secure
+  } else {
+    TlsMode::Insecure
   }
 }
 
@@ -140,16 +177,10 @@ impl ConnectionFactory {
   pub fn new(options: &ConnectionOptions) -> LockResult<Self> {
     let target = match &options.deployment {
       Deployment::Standalone => {
-        let info = connection_info(&options.url, "redisUrl", options)?;
-        let config = ConnectionManagerConfig::new()
-          .set_connection_timeout(Some(options.connect_timeout))
-          .set_response_timeout(Some(options.command_timeout))
-          .set_number_of_retries(options.reconnect_retries)
-          .set_max_delay(Duration::from_secs(2));
-        Target::Standalone {
-          client: open_client(info, options.tls.as_ref())?,
-          config,
-        }
+        let mut info = connection_info(&options.url, "redisUrl", options)?;
+        let settings = info.redis_settings().clone().set_protocol(NODE_PROTOCOL);
+        info = info.set_redis_settings(settings);
+        Target::Node(NodeSource::Direct(Box::new(open_client(info, options.tls.as_ref())?)))
       }
       Deployment::Cluster { nodes } => {
         let infos = nodes
@@ -172,15 +203,10 @@ impl ConnectionFactory {
           builder = builder.password(password);
         }
         if let Some(tls) = &options.tls {
-          let mode = if tls.reject_unauthorized {
-            TlsMode::Secure
-          } else {
-            TlsMode::Insecure
-          };
-          builder = builder.tls(mode).certs(certificates(tls)?);
+          builder = builder.tls(tls_mode(tls)).certs(certificates(tls)?);
         }
         Target::Cluster {
-          client: builder.build().map_err(tls_error)?,
+          client: Box::new(builder.build().map_err(tls_error)?),
           seeds,
         }
       }
@@ -195,7 +221,8 @@ impl ConnectionFactory {
           .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
         let mut builder = SentinelClientBuilder::new(addresses, master_name, SentinelServerType::Master)
           .map_err(|error| LockError::invalid(format!("\"redisOptions.sentinels\": {error}")))?
-          .set_client_to_redis_db(info.redis_settings().db());
+          .set_client_to_redis_db(info.redis_settings().db())
+          .set_client_to_redis_protocol(NODE_PROTOCOL);
         if let Some(username) = info.redis_settings().username() {
           builder = builder.set_client_to_redis_username(username);
         }
@@ -206,25 +233,21 @@ impl ConnectionFactory {
           builder = builder.set_client_to_sentinel_password(password);
         }
         if let Some(tls) = &options.tls {
-          let mode = if tls.reject_unauthorized {
-            TlsMode::Secure
-          } else {
-            TlsMode::Insecure
-          };
+          install_tls_provider();
           builder = builder
-            .set_client_to_redis_tls_mode(mode)
+            .set_client_to_redis_tls_mode(tls_mode(tls))
             .set_client_to_redis_certificates(certificates(tls)?);
         }
-        Target::Sentinel {
-          sentinel: Arc::new(tokio::sync::Mutex::new(builder.build().map_err(tls_error)?)),
-          config: AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout)),
-        }
+        Target::Node(NodeSource::Sentinel(Arc::new(tokio::sync::Mutex::new(
+          builder.build().map_err(tls_error)?,
+        ))))
       }
     };
     Ok(ConnectionFactory {
       target,
+      node_config: AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.connect_timeout))
+        .set_response_timeout(Some(options.command_timeout)),
       connect_timeout: options.connect_timeout,
       client_name: options.client_name.clone(),
     })
@@ -241,39 +264,34 @@ impl ConnectionFactory {
     ))
   }
 
-  /// Opens the connection; fails within the connect timeout when Redis is unreachable.
+  /// Opens the connection and checks that Redis answers (and accepts our
+  /// credentials); fails within the connect timeout when it does not.
   pub async fn connect(&self) -> LockResult<RedisConnection> {
     let connecting = async {
-      Ok::<_, LockError>(match &self.target {
-        Target::Standalone { client, config } => {
-          RedisConnection::Standalone(ConnectionManager::new_with_config(client.clone(), config.clone()).await?)
-        }
-        Target::Cluster { client, .. } => RedisConnection::Cluster(client.get_async_connection().await?),
-        Target::Sentinel { sentinel, config } => {
-          let connection = SentinelConnection {
-            shared: Arc::new(SentinelShared {
-              sentinel: sentinel.clone(),
-              config: config.clone(),
+      let mut connection = match &self.target {
+        Target::Node(source) => {
+          let node = NodeConnection {
+            shared: Arc::new(NodeShared {
+              source: source.clone(),
+              config: self.node_config.clone(),
+              connect_timeout: self.connect_timeout,
+              client_name: self.client_name.clone(),
               current: RwLock::new(None),
+              generation: AtomicU64::new(0),
+              opening: tokio::sync::Mutex::new(()),
             }),
           };
-          connection.current().await?;
-          RedisConnection::Sentinel(connection)
+          node.current().await?;
+          RedisConnection::Node(node)
         }
-      })
+        Target::Cluster { client, .. } => RedisConnection::Cluster(client.get_async_connection().await?),
+      };
+      redis::cmd("PING").exec_async(&mut connection).await?;
+      Ok::<_, LockError>(connection)
     };
-    let mut connection = tokio::time::timeout(self.connect_timeout, connecting)
+    tokio::time::timeout(self.connect_timeout, connecting)
       .await
-      .map_err(|_| self.connect_timed_out("connect to Redis"))??;
-    if let (Some(name), RedisConnection::Standalone(_)) = (&self.client_name, &connection) {
-      // Set once per service; a reconnect does not repeat it.
-      redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg(name)
-        .exec_async(&mut connection)
-        .await?;
-    }
-    Ok(connection)
+      .map_err(|_| self.connect_timed_out("connect to Redis"))?
   }
 
   /// A dedicated connection for the wake-up subscription. `attempt` rotates
@@ -281,9 +299,8 @@ impl ConnectionFactory {
   pub async fn pubsub(&self, attempt: usize) -> LockResult<redis::aio::PubSub> {
     let opening = async {
       let client = match &self.target {
-        Target::Standalone { client, .. } => client.clone(),
+        Target::Node(source) => source.client().await?,
         Target::Cluster { seeds, .. } => seeds[attempt % seeds.len()].clone(),
-        Target::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await?,
       };
       Ok::<_, LockError>(client.get_async_pubsub().await?)
     };
@@ -293,45 +310,94 @@ impl ConnectionFactory {
   }
 }
 
-/// A connection to whatever node Sentinel says is the master; dropped and
-/// re-resolved after a failure, so a failover is followed without re-creating
-/// the service.
+/// The multiplexed connection to the one node of a non-cluster deployment.
+/// It is dropped as soon as it is known to be broken (the socket closed, a
+/// command timed out, or the node stopped being the master) and re-opened on
+/// the next command, with one attempt bounded by the connect timeout: an
+/// outage fails calls fast and with Redis's own reason (e.g. WRONGPASS), and
+/// the first call after a dropped idle connection does not hit the dead socket.
 #[derive(Clone)]
-pub struct SentinelConnection {
-  shared: Arc<SentinelShared>,
+pub struct NodeConnection {
+  shared: Arc<NodeShared>,
 }
 
-struct SentinelShared {
-  sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
+struct NodeShared {
+  source: NodeSource,
   config: AsyncConnectionConfig,
-  current: RwLock<Option<MultiplexedConnection>>,
+  connect_timeout: Duration,
+  client_name: Option<String>,
+  /// The open connection and the generation it was opened as.
+  current: RwLock<Option<(u64, MultiplexedConnection)>>,
+  generation: AtomicU64,
+  /// Serialises re-opening, so concurrent commands share one new connection.
+  opening: tokio::sync::Mutex<()>,
 }
 
-impl SentinelConnection {
-  async fn current(&self) -> redis::RedisResult<MultiplexedConnection> {
-    if let Some(connection) = self.shared.current.read().unwrap_or_else(|e| e.into_inner()).clone() {
-      return Ok(connection);
+impl NodeShared {
+  fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+    self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+  }
+
+  /// Drops the connection of `generation`, unless a newer one replaced it.
+  fn forget(&self, generation: u64) {
+    let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+    if current.as_ref().is_some_and(|(open, _)| *open == generation) {
+      *current = None;
     }
-    let mut sentinel = self.shared.sentinel.lock().await;
-    if let Some(connection) = self.shared.current.read().unwrap_or_else(|e| e.into_inner()).clone() {
-      return Ok(connection);
+  }
+}
+
+impl NodeConnection {
+  async fn current(&self) -> redis::RedisResult<(u64, MultiplexedConnection)> {
+    if let Some(open) = self.shared.current() {
+      return Ok(open);
     }
-    let connection = sentinel.get_async_connection_with_config(&self.shared.config).await?;
-    *self.shared.current.write().unwrap_or_else(|e| e.into_inner()) = Some(connection.clone());
+    let _opening = self.shared.opening.lock().await;
+    if let Some(open) = self.shared.current() {
+      return Ok(open);
+    }
+    let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    let connection = tokio::time::timeout(self.shared.connect_timeout, self.open(generation))
+      .await
+      .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    *self.shared.current.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, connection.clone()));
+    Ok((generation, connection))
+  }
+
+  async fn open(&self, generation: u64) -> redis::RedisResult<MultiplexedConnection> {
+    let client = self.shared.source.client().await?;
+    // The driver reports a closed socket at once, even while idle: forget
+    // that connection then, not when the next command hits it.
+    let shared = Arc::downgrade(&self.shared);
+    let config = self.shared.config.clone().set_push_sender(move |push: PushInfo| {
+      if push.kind == PushKind::Disconnection {
+        if let Some(shared) = shared.upgrade() {
+          shared.forget(generation);
+        }
+      }
+      Ok::<(), std::convert::Infallible>(())
+    });
+    let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+    if let Some(name) = &self.shared.client_name {
+      redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .exec_async(&mut connection)
+        .await?;
+    }
     Ok(connection)
   }
 
-  /// After a failover the old master answers READONLY (or not at all):
-  /// forget it, so the next command asks the sentinels again.
-  fn after(&self, outcome: &redis::RedisResult<impl Sized>) {
+  fn after<T>(&self, generation: u64, outcome: &redis::RedisResult<T>) {
     if let Err(error) = outcome {
       if error.is_io_error()
         || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
         || error.is_timeout()
         || error.code() == Some("READONLY")
         || error.code() == Some("MASTERDOWN")
       {
-        *self.shared.current.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared.forget(generation);
       }
     }
   }
@@ -340,9 +406,8 @@ impl SentinelConnection {
 /// The connection the engine uses, whatever the deployment.
 #[derive(Clone)]
 pub enum RedisConnection {
-  Standalone(ConnectionManager),
+  Node(NodeConnection),
   Cluster(ClusterConnection),
-  Sentinel(SentinelConnection),
 }
 
 impl RedisConnection {
@@ -383,9 +448,7 @@ impl RedisConnection {
     let value = cluster.route_command(cmd, routing).await?;
     redis::from_redis_value(value).map_err(|error| LockError::Redis(error.to_string()))
   }
-}
 
-impl RedisConnection {
   /// Sends `cmd` to the master of `key`'s slot (the one connection outside a
   /// cluster), e.g. `WAIT` after writing that key.
   pub async fn query_slot_master<T: redis::FromRedisValue>(&mut self, cmd: Cmd, key: &str) -> LockResult<T> {
@@ -405,12 +468,11 @@ impl RedisConnection {
 impl ConnectionLike for RedisConnection {
   fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
     match self {
-      RedisConnection::Standalone(connection) => connection.req_packed_command(cmd),
       RedisConnection::Cluster(connection) => connection.req_packed_command(cmd),
-      RedisConnection::Sentinel(connection) => Box::pin(async move {
-        let mut current = connection.current().await?;
-        let outcome = current.req_packed_command(cmd).await;
-        connection.after(&outcome);
+      RedisConnection::Node(node) => Box::pin(async move {
+        let (generation, mut connection) = node.current().await?;
+        let outcome = connection.req_packed_command(cmd).await;
+        node.after(generation, &outcome);
         outcome
       }),
     }
@@ -423,12 +485,11 @@ impl ConnectionLike for RedisConnection {
     count: usize,
   ) -> RedisFuture<'a, Vec<Value>> {
     match self {
-      RedisConnection::Standalone(connection) => connection.req_packed_commands(pipeline, offset, count),
       RedisConnection::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
-      RedisConnection::Sentinel(connection) => Box::pin(async move {
-        let mut current = connection.current().await?;
-        let outcome = current.req_packed_commands(pipeline, offset, count).await;
-        connection.after(&outcome);
+      RedisConnection::Node(node) => Box::pin(async move {
+        let (generation, mut connection) = node.current().await?;
+        let outcome = connection.req_packed_commands(pipeline, offset, count).await;
+        node.after(generation, &outcome);
         outcome
       }),
     }
@@ -436,9 +497,8 @@ impl ConnectionLike for RedisConnection {
 
   fn get_db(&self) -> i64 {
     match self {
-      RedisConnection::Standalone(connection) => connection.get_db(),
       RedisConnection::Cluster(connection) => connection.get_db(),
-      RedisConnection::Sentinel(_) => 0,
+      RedisConnection::Node(node) => node.shared.current().map_or(0, |(_, connection)| connection.get_db()),
     }
   }
 }

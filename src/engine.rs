@@ -134,6 +134,17 @@ impl LockEngine {
     self.closed.is_cancelled()
   }
 
+  /// Runs `operation` unless the service closes first: `close()` settles
+  /// calls still waiting on Redis with `CLOSED` instead of leaving them
+  /// to their command timeout.
+  pub async fn unless_closed<T>(&self, operation: impl std::future::Future<Output = LockResult<T>>) -> LockResult<T> {
+    tokio::select! {
+      biased;
+      _ = self.closed.cancelled() => Err(LockError::Closed),
+      outcome = operation => outcome,
+    }
+  }
+
   fn current_connection(&self) -> LockResult<Option<RedisConnection>> {
     match &*self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
       ConnectionState::NotYetOpened => Ok(None),
@@ -319,17 +330,20 @@ impl LockEngine {
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
   /// partial set, so callers passing keys in any order cannot deadlock;
   /// waiters are served in arrival order and woken when their turn comes.
+  /// Resolves to an instant before which the lease cannot have started, so
+  /// `instant + lease_ttl` is a safe local bound of its expiry.
   pub async fn acquire(
     &self,
     keys: &[String],
     owner: Owner<'_>,
     lease_ttl: Option<Duration>,
     wait: Wait,
-  ) -> LockResult<()> {
+  ) -> LockResult<Instant> {
     let groups = self.key_groups(keys, owner);
     let Wait::Until { deadline } = wait else {
+      let attempt_started = Instant::now();
       return match self.try_acquire(&groups, owner, lease_ttl, None, false).await? {
-        None => Ok(()),
+        None => Ok(attempt_started),
         Some(blocked) => Err(LockError::Conflict {
           key: keys[blocked.index].clone(),
         }),
@@ -344,13 +358,12 @@ impl LockEngine {
       // lapse. A per-call owner also undoes a grant (or abandoned attempt)
       // that landed too late: on the same connection this runs after it. A
       // named owner may hold the keys re-entrantly from before, so never.
+      // In the background: the caller's timeout must not wait on Redis.
       let undo_owner = match owner {
         Owner::PerCall(id) => id,
         _ => "",
       };
-      for group in &groups {
-        let _ = self.dequeue(&group.script_keys, &waiter, undo_owner).await;
-      }
+      self.dequeue_in_background(&groups, waiter.id(), undo_owner);
     }
     outcome
   }
@@ -363,13 +376,16 @@ impl LockEngine {
     lease_ttl: Option<Duration>,
     deadline: Instant,
     waiter: &Waiter<'_>,
-  ) -> LockResult<()> {
+  ) -> LockResult<Instant> {
     let per_call = matches!(owner, Owner::PerCall(_));
     // A release can only hand over one key, and only to an owner nobody else
     // uses; a grant made by another connection could not be `WAIT`ed for.
     let accepts_grant = per_call && key_count == 1 && lease_ttl.is_some() && self.replica_acks.is_none();
     let mut retry_interval = self.retry_backoff.initial;
     loop {
+      // A grant can only land after the attempt that queued us ran, so the
+      // last attempt's start also bounds the start of a granted lease.
+      let attempt_started = Instant::now();
       let attempt = self.try_acquire(groups, owner, lease_ttl, Some(waiter), accepts_grant);
       // Only a per-call owner's attempt may be abandoned at the deadline (its
       // late success is undone by `dequeue`); others are awaited.
@@ -382,7 +398,7 @@ impl LockEngine {
         attempt.await
       };
       let Some(blocked) = outcome? else {
-        return Ok(());
+        return Ok(attempt_started);
       };
       let now = Instant::now();
       if now >= deadline {
@@ -398,7 +414,7 @@ impl LockEngine {
       pause = pause.min(deadline - now);
       tokio::select! {
         _ = waiter.woken() => if waiter.was_granted() {
-          return Ok(());
+          return Ok(attempt_started);
         },
         _ = tokio::time::sleep(pause) => {}
         _ = self.closed.cancelled() => return Err(LockError::Closed),
@@ -409,16 +425,29 @@ impl LockEngine {
     }
   }
 
-  async fn dequeue(&self, script_keys: &[String], waiter: &Waiter<'_>, undo_owner: &str) -> LockResult<()> {
-    let mut connection = self.connection().await?;
-    scripts::DEQUEUE
-      .key(script_keys)
-      .arg(waiter.id())
-      .arg(undo_owner)
-      .arg(&self.wake_channel)
-      .invoke_async::<()>(&mut connection)
-      .await?;
-    Ok(())
+  fn dequeue_in_background(&self, groups: &[KeyGroup], waiter_id: &str, undo_owner: &str) {
+    let Ok(Some(mut connection)) = self.current_connection() else {
+      return;
+    };
+    let calls: Vec<redis::ScriptInvocation<'static>> = groups
+      .iter()
+      .map(|group| {
+        let mut call = scripts::DEQUEUE.prepare_invoke();
+        call
+          .key(&group.script_keys)
+          .arg(waiter_id)
+          .arg(undo_owner)
+          .arg(&self.wake_channel);
+        call
+      })
+      .collect();
+    tokio::spawn(async move {
+      for call in calls {
+        if let Err(error) = call.invoke_async::<()>(&mut connection).await {
+          tracing::debug!(target: "ferrolock", %error, "leaving the wait queue failed; the entry lapses on its own");
+        }
+      }
+    });
   }
 
   /// Deletes each key `owner` holds; `true` when every key was released.

@@ -38,10 +38,9 @@ impl HeldLease {
     let wait = Wait::Until {
       deadline: Instant::now() + timeout,
     };
-    engine
+    let granted_at = engine
       .acquire(&keys, Owner::PerCall(&owner), Some(args.lease_ttl), wait)
       .await?;
-    let granted_at = Instant::now();
     let stop_renewal = CancellationToken::new();
     let renewal = tokio::spawn(renew_until_stopped(
       engine.clone(),
@@ -62,7 +61,8 @@ impl HeldLease {
   }
 
   /// Stops renewing and releases the keys. Fails with the error that ended
-  /// the lease early (`LOCK_LOST`, `CLOSED`), else with a failed release.
+  /// the lease early (`LOCK_LOST`, `CLOSED`), with `LOCK_LOST` when a key
+  /// was no longer ours to release, else with a failed release.
   pub async fn finish(self) -> LockResult<()> {
     self.stop_renewal.cancel();
     // Release without waiting for the renewal task to wind down: the next
@@ -70,11 +70,16 @@ impl HeldLease {
     // the key gone, which no longer matters.
     let (ended_early, released) = tokio::join!(
       self.renewal,
-      self.engine.release(&self.keys, Owner::PerCall(&self.owner))
+      self
+        .engine
+        .unless_closed(self.engine.release(&self.keys, Owner::PerCall(&self.owner)))
     );
-    match ended_early.unwrap_or(None) {
-      Some(error) => Err(error),
-      None => released.map(|_| ()),
+    match (ended_early.unwrap_or(None), released) {
+      (Some(error), _) => Err(error),
+      (None, Ok(true)) => Ok(()),
+      // Expired (or taken over) between the last renewal and the release.
+      (None, Ok(false)) => Err(LockError::Lost { keys: self.keys }),
+      (None, Err(error)) => Err(error),
     }
   }
 }
@@ -92,10 +97,14 @@ async fn renew_until_stopped(
   // Until when Redis is known to keep the keys for us, without asking again.
   let mut valid_until = granted_at + lease_ttl;
   let ended = loop {
+    // The lease is reported lost when our bound of its expiry passes, even
+    // if Redis has not answered by then (a partition, a stalled server):
+    // from that instant another process may hold the keys.
     tokio::select! {
       biased;
       _ = stop.cancelled() => return None,
       _ = engine.closed() => break LockError::Closed,
+      _ = tokio::time::sleep_until(valid_until) => break LockError::Lost { keys: keys.clone() },
       _ = tokio::time::sleep(interval) => {}
     }
     let attempt_started = Instant::now();
@@ -105,16 +114,16 @@ async fn renew_until_stopped(
       biased;
       _ = stop.cancelled() => return None,
       _ = engine.closed() => break LockError::Closed,
+      _ = tokio::time::sleep_until(valid_until) => break LockError::Lost { keys: keys.clone() },
       renewed = engine.extend(&keys, Owner::PerCall(&owner), lease_ttl) => renewed,
     };
     match renewed {
       Ok(None) => valid_until = attempt_started + lease_ttl,
       Ok(Some(lost_key)) => break LockError::Lost { keys: vec![lost_key] },
-      // A failed renewal is retried at the next tick, as long as the lease may still stand.
-      Err(error) if Instant::now() < valid_until => {
+      // Retried at the next tick, as long as the lease may still stand.
+      Err(error) => {
         tracing::warn!(target: "ferrolock", keys = ?keys, %error, "lease renewal failed, retrying");
       }
-      Err(_) => break LockError::Lost { keys: keys.clone() },
     }
   };
   if let LockError::Lost { keys } = &ended {

@@ -13,10 +13,14 @@ use crate::connection::ConnectionFactory;
 use crate::engine::{LockEngine, Owner, Wait};
 use crate::error::{LockError, LockResult};
 use crate::lease::HeldLease;
-use crate::options::{parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions};
+use crate::options::{
+  parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions, MAX_KEYS_PER_CALL,
+};
 
 /// Nesting deeper than this in options or arguments is rejected, not walked.
 const MAX_INPUT_DEPTH: usize = 8;
+/// Longer arrays (and objects with more properties) are rejected, not copied.
+const MAX_INPUT_ITEMS: usize = MAX_KEYS_PER_CALL;
 
 #[napi_derive::module_init]
 fn init() {
@@ -69,25 +73,34 @@ fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
     ValueType::Null => Input::Null,
     ValueType::Boolean => Input::Bool(unsafe { value.cast::<bool>() }?),
     ValueType::Number => Input::Number(unsafe { value.cast::<f64>() }?),
-    ValueType::String => Input::String(unsafe { value.cast::<String>() }?),
+    ValueType::String => string_input(value)?,
     ValueType::Object if depth >= MAX_INPUT_DEPTH => Input::Other("deeply nested object"),
     ValueType::Object => {
       let object = unsafe { value.cast::<Object>() }?;
       if object.is_array()? {
-        let length = object.get_array_length()?;
-        let mut items = Vec::with_capacity(length as usize);
-        for index in 0..length {
+        // Checked before allocating: `new Array(2 ** 32 - 1)` is a valid JS value.
+        let length = object.get_array_length()? as usize;
+        if length > MAX_INPUT_ITEMS {
+          return Ok(Input::LongArray(length));
+        }
+        let mut items = Vec::with_capacity(length);
+        for index in 0..length as u32 {
           items.push(to_input(&object.get_element::<Unknown>(index)?, depth + 1)?);
         }
         Input::Array(items)
       } else if object.is_buffer()? {
         let buffer = unsafe { value.cast::<BufferSlice>() }?;
-        Input::String(String::from_utf8_lossy(&buffer).into_owned())
+        Input::Bytes(String::from_utf8_lossy(&buffer).into_owned())
+      } else if object.is_typedarray()? || object.is_arraybuffer()? || object.is_dataview()? {
+        Input::Other("binary data")
       } else {
         let names = object.get_property_names()?;
-        let count = names.get_array_length()?;
-        let mut fields = Vec::with_capacity(count as usize);
-        for index in 0..count {
+        let count = names.get_array_length()? as usize;
+        if count > MAX_INPUT_ITEMS {
+          return Ok(Input::Other("object with too many properties"));
+        }
+        let mut fields = Vec::with_capacity(count);
+        for index in 0..count as u32 {
           let name: String = names.get_element(index)?;
           let field = object.get_named_property::<Unknown>(&name)?;
           fields.push((name, to_input(&field, depth + 1)?));
@@ -100,6 +113,19 @@ fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
     ValueType::BigInt => Input::Other("bigint"),
     _ => Input::Other("unsupported value"),
   })
+}
+
+/// A JS string as UTF-8. Node turns lone surrogates into U+FFFD, which would
+/// merge distinct keys: such strings are refused instead.
+fn string_input(value: &Unknown) -> Result<Input> {
+  let text = unsafe { value.cast::<String>() }?;
+  if text.contains('\u{FFFD}') {
+    let units = unsafe { value.cast::<Utf16String>() }?;
+    if String::from_utf16(&units).is_err() {
+      return Ok(Input::Other("string with a lone surrogate"));
+    }
+  }
+  Ok(Input::String(text))
 }
 
 fn optional_input(value: Option<Unknown>) -> Result<Input> {
@@ -142,7 +168,9 @@ impl NativeLockService {
   #[napi]
   pub fn connect<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
     let engine = self.engine.clone();
-    settle(env, async move { engine.connection().await.map(|_| ()) })
+    settle(env, async move {
+      engine.unless_closed(engine.connection()).await.map(|_| ())
+    })
   }
 
   #[napi(ts_args_type = "keys: string | string[], args?: AcquireArgs | null")]
@@ -159,8 +187,9 @@ impl NativeLockService {
         },
       };
       engine
-        .acquire(&keys, Owner::from_id(&args.owner_id), args.lease_ttl, wait)
+        .unless_closed(engine.acquire(&keys, Owner::from_id(&args.owner_id), args.lease_ttl, wait))
         .await
+        .map(|_| ())
     })
   }
 
@@ -169,10 +198,12 @@ impl NativeLockService {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
-    settle(
-      env,
-      async move { engine.release(&keys?, Owner::from_id(&owner?)).await },
-    )
+    settle(env, async move {
+      let (keys, owner) = (keys?, owner?);
+      engine
+        .unless_closed(engine.release(&keys, Owner::from_id(&owner)))
+        .await
+    })
   }
 
   /// Resolves to how many locks were released.
@@ -181,7 +212,8 @@ impl NativeLockService {
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
     settle(env, async move {
-      let released = engine.release_all(Owner::from_id(&owner?)).await?;
+      let owner = owner?;
+      let released = engine.unless_closed(engine.release_all(Owner::from_id(&owner))).await?;
       Ok(released as u32)
     })
   }
@@ -219,7 +251,10 @@ impl NativeLockService {
       let notify = move |error: LockError| {
         on_end.call(error, ThreadsafeFunctionCallMode::NonBlocking);
       };
-      let lease = HeldLease::acquire(engine, keys, args?, notify).await?;
+      let lease = engine
+        .clone()
+        .unless_closed(HeldLease::acquire(engine, keys, args?, notify))
+        .await?;
       Ok(ExecuteLease {
         lease: Mutex::new(Some(lease)),
       })

@@ -23,6 +23,11 @@ const MIN_LOCK_SECS: f64 = 1.0;
 /// Longest key accepted, in bytes, namespace excluded; far below Redis's 512 MB
 /// limit so a runaway key cannot bloat every script call.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Most keys one call may take: every key is a script argument, and one call
+/// is one Redis round trip that blocks the server while it runs.
+pub const MAX_KEYS_PER_CALL: usize = 10_000;
+/// Linux's ceiling for TCP_KEEPIDLE (32767 s); a longer keep-alive delay is capped to it.
+const MAX_KEEP_ALIVE_MS: f64 = 32_767_000.0;
 /// Upper bound of any duration option, so conversions never overflow (~31 years).
 const MAX_SECS: f64 = 1e9;
 
@@ -36,6 +41,10 @@ pub enum Input {
   String(String),
   Array(Vec<Input>),
   Object(Vec<(String, Input)>),
+  /// An array longer than the bindings convert (its length only).
+  LongArray(usize),
+  /// A Buffer or typed array, its bytes read as UTF-8 (TLS certificates).
+  Bytes(String),
   /// Functions, symbols, bigints: carried only by their type name.
   Other(&'static str),
 }
@@ -50,6 +59,8 @@ impl Input {
       Input::String(_) => "string",
       Input::Array(_) => "array",
       Input::Object(_) => "object",
+      Input::LongArray(_) => "array",
+      Input::Bytes(_) => "Buffer",
       Input::Other(name) => name,
     }
   }
@@ -456,7 +467,7 @@ fn parse_redis_options(url: String, input: &Input) -> LockResult<(ConnectionOpti
     }
   }
   options.keep_alive = match input.field("keepAlive") {
-    Input::Number(ms) if ms.is_finite() && *ms > 0.0 => Some(millis(*ms)),
+    Input::Number(ms) if ms.is_finite() && *ms > 0.0 => Some(millis(ms.min(MAX_KEEP_ALIVE_MS))),
     Input::Number(ms) if *ms == 0.0 => None,
     Input::Bool(true) => Some(Duration::ZERO),
     Input::Bool(false) => None,
@@ -482,7 +493,7 @@ fn parse_tls(input: &Input) -> LockResult<Option<TlsOptions>> {
     })),
     Input::Object(_) => {
       let pem = |name: &str| match input.field(name) {
-        Input::String(pem) => Ok(Some(pem.clone())),
+        Input::String(pem) | Input::Bytes(pem) => Ok(Some(pem.clone())),
         absent if absent.is_absent() => Ok(None),
         other => Err(LockError::invalid(format!(
           "\"redisOptions.tls.{name}\" must be a PEM string or Buffer, got {}",
@@ -586,11 +597,14 @@ pub fn parse_keys(input: &Input) -> LockResult<Vec<String>> {
   };
   match input {
     Input::Array(items) if items.is_empty() => Err(LockError::invalid(format!("{EXPECTED}, got []"))),
+    Input::Array(items) if items.len() > MAX_KEYS_PER_CALL => Err(too_many_keys(items.len())),
+    Input::LongArray(length) => Err(too_many_keys(*length)),
     Input::Array(items) => {
+      let mut seen = std::collections::HashSet::with_capacity(items.len());
       let mut keys: Vec<String> = Vec::with_capacity(items.len());
       for item in items {
         let key = check(item)?;
-        if !keys.contains(&key) {
+        if seen.insert(key.clone()) {
           keys.push(key);
         }
       }
@@ -598,6 +612,12 @@ pub fn parse_keys(input: &Input) -> LockResult<Vec<String>> {
     }
     single => Ok(vec![check(single)?]),
   }
+}
+
+fn too_many_keys(count: usize) -> LockError {
+  LockError::invalid(format!(
+    "\"keys\": at most {MAX_KEYS_PER_CALL} keys per call, got {count}"
+  ))
 }
 
 /// The owner a lock is taken or released for; `*` when none is given (Medusa's marker).

@@ -43,6 +43,7 @@ fn spawn_waiter(
     engine
       .acquire(&keys(&["k"]), named(owner), None, wait_for(timeout))
       .await
+      .map(|_| ())
   })
 }
 
