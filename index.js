@@ -25,6 +25,43 @@ function reportIgnoredOptions(names, logger) {
   }
 }
 
+/** `logger[level](message)`, falling back to `info`/`warn` for loggers without that level. */
+function logSink(logger) {
+  if (logger === null || typeof logger !== 'object') return undefined
+  return (level, message) => {
+    const write = logger[level] ?? (level === 'error' ? logger.warn : logger.info) ?? logger.warn
+    if (typeof write === 'function') write.call(logger, message)
+  }
+}
+
+/** Prometheus text exposition of `stats()`. */
+function prometheusText(stats, namespace) {
+  const label = `{namespace="${namespace.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"}`
+  const counters = [
+    ['ferrolock_acquired_total', 'Locks acquired (every key of a call counts once per call).', stats.acquired],
+    ['ferrolock_conflicts_total', 'Acquisitions rejected with LOCK_CONFLICT.', stats.conflicts],
+    ['ferrolock_timeouts_total', 'Acquisitions that timed out waiting (LOCK_TIMEOUT).', stats.timeouts],
+    ['ferrolock_lost_leases_total', 'execute leases lost while the job ran (LOCK_LOST).', stats.lostLeases],
+    ['ferrolock_renewals_total', 'Lease renewals that succeeded.', stats.renewals],
+    ['ferrolock_renewal_failures_total', 'Lease renewals that failed and were retried.', stats.renewalFailures],
+  ]
+  const lines = []
+  for (const [name, help, value] of counters) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name}${label} ${value}`)
+  }
+  const wait = 'ferrolock_wait_seconds'
+  const quantile = (q) => label.replace('}', `,quantile="${q}"}`)
+  lines.push(
+    `# HELP ${wait} Time execute and awaitQueue acquisitions waited for their keys.`,
+    `# TYPE ${wait} summary`,
+    `${wait}${quantile('0.5')} ${stats.waits.p50Ms / 1000}`,
+    `${wait}${quantile('0.99')} ${stats.waits.p99Ms / 1000}`,
+    `${wait}_sum${label} ${stats.waits.totalMs / 1000}`,
+    `${wait}_count${label} ${stats.waits.count}`,
+  )
+  return lines.join('\n') + '\n'
+}
+
 class LockingModuleService {
   #native
 
@@ -33,8 +70,9 @@ class LockingModuleService {
    * constructors do) and connects on first use. Prefer `LockingModuleService.connect`.
    */
   constructor(options, extras) {
-    this.#native = new NativeLockService(options)
-    reportIgnoredOptions(this.#native.ignoredOptions, extras?.logger)
+    const logger = extras?.logger
+    this.#native = new NativeLockService(options, logSink(logger), extras?.logLevel)
+    reportIgnoredOptions(this.#native.ignoredOptions, logger)
   }
 
   /** Creates the service and waits until Redis answers. */
@@ -50,7 +88,7 @@ class LockingModuleService {
   }
 
   async acquire(keys, args) {
-    await this.#native.acquire(keys, args)
+    return this.#native.acquire(keys, args)
   }
 
   async release(keys, args) {
@@ -61,14 +99,43 @@ class LockingModuleService {
     await this.#native.releaseAll(args)
   }
 
+  async listLocks(args) {
+    return this.#native.listLocks(args)
+  }
+
+  stats() {
+    const native = this.#native.stats()
+    return {
+      acquired: native.acquired,
+      conflicts: native.conflicts,
+      timeouts: native.timeouts,
+      lostLeases: native.lostLeases,
+      renewals: native.renewals,
+      renewalFailures: native.renewalFailures,
+      waits: {
+        count: native.waits,
+        totalMs: native.waitTotalMs,
+        p50Ms: native.waitP50Ms,
+        p99Ms: native.waitP99Ms,
+        maxMs: native.waitMaxMs,
+      },
+    }
+  }
+
+  /** `stats()` as Prometheus text, labelled with the namespace. */
+  metrics() {
+    return prometheusText(this.stats(), this.#native.namespace)
+  }
+
   async execute(keys, job, args) {
     const controller = new AbortController()
     const lease = await this.#native.beginExecute(keys, job, args, (reason) => controller.abort(reason))
+    const grant = { ownerId: lease.ownerId, fencingTokens: lease.fencingTokens }
     let result
     let jobFailed = false
     let jobError
     try {
-      result = await job(controller.signal)
+      result = await job(controller.signal, grant)
     } catch (error) {
       jobFailed = true
       jobError = error

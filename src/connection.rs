@@ -526,14 +526,32 @@ pub fn same_slot_tag(key: &str) -> String {
   if !tag.contains('}') {
     return format!("{{{tag}}}");
   }
-  // A key with '}' but no valid tag hashes whole and cannot be embedded: use
-  // any short text of the same slot (found in a few thousand tries at most).
-  let slot = hash_slot(key);
-  let text = (0u32..)
-    .map(|n| n.to_string())
-    .find(|text| crc16::State::<crc16::XMODEM>::calculate(text.as_bytes()) % 16384 == slot)
-    .unwrap_or_default();
-  format!("{{{text}}}")
+  // A key with '}' but no valid tag hashes whole and cannot be embedded.
+  format!("{{{}}}", slot_text(hash_slot(key)))
+}
+
+/// A short text that hashes to `slot`, the same for every process: the
+/// smallest number, in decimal, that does.
+pub fn slot_text(slot: u16) -> &'static str {
+  static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+  let texts = TEXTS.get_or_init(|| {
+    let mut texts = vec![String::new(); 16384];
+    let mut missing = texts.len();
+    // Every slot is hit within a few hundred thousand numbers.
+    for n in 0u32.. {
+      let text = n.to_string();
+      let slot = usize::from(hash_slot(&text));
+      if texts[slot].is_empty() {
+        texts[slot] = text;
+        missing -= 1;
+        if missing == 0 {
+          break;
+        }
+      }
+    }
+    texts
+  });
+  &texts[usize::from(slot) % texts.len()]
 }
 
 #[cfg(test)]
@@ -549,6 +567,9 @@ mod tests {
     for key in ["medusa_lock:k", "a{b}c", "odd}key", "{}", "x{"] {
       let queue = format!("ferrolock:q:{}{key}", same_slot_tag(key));
       assert_eq!(hash_slot(&queue), hash_slot(key), "{key}");
+    }
+    for slot in [0, 1, 12182, 16383] {
+      assert_eq!(hash_slot(slot_text(slot)), slot);
     }
   }
 }

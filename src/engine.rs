@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{hash_slot, same_slot_tag, ConnectionFactory, RedisConnection};
+use crate::connection::{hash_slot, same_slot_tag, slot_text, ConnectionFactory, RedisConnection};
 use crate::error::{LockError, LockResult};
 use crate::options::{LockingOptions, ReplicaAcks, RetryBackoff, ANONYMOUS_OWNER};
 use crate::scripts;
+use crate::stats::{Stats, StatsSnapshot};
 use crate::wake::{Waiter, WakeHub};
 
 /// How many keys one SCAN step, or one batch of an owner's index, covers in `release_all`.
@@ -74,6 +75,23 @@ struct KeyGroup {
   script_keys: Vec<String>,
 }
 
+/// What an acquisition got.
+#[derive(Debug, Clone)]
+pub struct Grant {
+  /// An instant before which the lease cannot have started, so
+  /// `lease_start + lease_ttl` is a safe local bound of its expiry.
+  pub lease_start: Instant,
+  /// The fencing token of each key, in the caller's order: larger than the
+  /// token of every earlier grant of that key.
+  pub fencing_tokens: Vec<u64>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+  Taken { fencing_tokens: Vec<u64> },
+  Blocked(Blocked),
+}
+
 /// The first key that kept an attempt from succeeding.
 struct Blocked {
   index: usize,
@@ -81,7 +99,12 @@ struct Blocked {
   ttl: Option<Duration>,
 }
 
+/// Tells services apart in `tracing` events (field `service`).
+static NEXT_SERVICE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct LockEngine {
+  id: u64,
+  stats: Stats,
   factory: ConnectionFactory,
   state: RwLock<ConnectionState>,
   /// Serialises opening the connection, so concurrent first calls share one.
@@ -105,6 +128,8 @@ pub struct LockEngine {
 impl LockEngine {
   pub fn new(factory: ConnectionFactory, options: LockingOptions) -> Self {
     LockEngine {
+      id: NEXT_SERVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+      stats: Stats::default(),
       state: RwLock::new(ConnectionState::NotYetOpened),
       opening: tokio::sync::Mutex::new(()),
       closed: CancellationToken::new(),
@@ -123,6 +148,23 @@ impl LockEngine {
 
   pub fn wait_timeout(&self) -> Duration {
     self.wait_timeout
+  }
+
+  pub fn namespace(&self) -> &str {
+    &self.namespace
+  }
+
+  /// This service's id in `tracing` events (their `service` field).
+  pub fn id(&self) -> u64 {
+    self.id
+  }
+
+  pub fn stats(&self) -> StatsSnapshot {
+    self.stats.snapshot()
+  }
+
+  pub(crate) fn counters(&self) -> &Stats {
+    &self.stats
   }
 
   /// Resolves when the service is closed.
@@ -186,12 +228,14 @@ impl LockEngine {
     *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = ConnectionState::Closed;
   }
 
-  /// The KEYS of the queue-aware scripts: the lock keys, then their queues,
-  /// then their waiter-entry hashes, then a named owner's index (not in a
-  /// cluster). Queue keys live outside the namespace (a SCAN of it sees only
-  /// locks) and carry a hash tag that puts them in their lock key's slot.
+  /// The KEYS of the queue-aware scripts: the lock keys (all in one slot),
+  /// then their queues, then their waiter-entry hashes, then the slot's
+  /// fencing counter, then a named owner's index (not in a cluster). Queue
+  /// keys live outside the namespace (a SCAN of it sees only locks) and carry
+  /// a hash tag that puts them in their lock key's slot.
   fn script_keys(&self, lock_keys: Vec<String>, owner: Owner) -> Vec<String> {
-    let mut all = Vec::with_capacity(lock_keys.len() * 3 + 1);
+    let mut all = Vec::with_capacity(lock_keys.len() * 3 + 2);
+    let fence = self.fence_key(&lock_keys[0]);
     let tags: Vec<String> = lock_keys
       .iter()
       .map(|key| {
@@ -207,6 +251,7 @@ impl LockEngine {
     all.extend(lock_keys);
     all.extend(tags.iter().map(|tag| format!("ferrolock:q:{tag}")));
     all.extend(tags.iter().map(|tag| format!("ferrolock:d:{tag}")));
+    all.push(fence);
     if let (Owner::Named(id), false) = (owner, self.cluster) {
       all.push(self.owner_index_key(id));
     }
@@ -235,6 +280,16 @@ impl LockEngine {
       .collect()
   }
 
+  /// The counter behind the fencing tokens of `lock_key`'s slot: one per
+  /// namespace, or per namespace and slot in a cluster.
+  fn fence_key(&self, lock_key: &str) -> String {
+    if self.cluster {
+      format!("ferrolock:f:{{{}}}{}", slot_text(hash_slot(lock_key)), self.namespace)
+    } else {
+      format!("ferrolock:f:{}", self.namespace)
+    }
+  }
+
   /// The set of keys a named owner holds in this namespace.
   fn owner_index_key(&self, owner: &str) -> String {
     format!("ferrolock:o:{{{}}}{owner}", self.namespace)
@@ -256,10 +311,11 @@ impl LockEngine {
     lease_ttl: Option<Duration>,
     waiter: Option<&Waiter<'_>>,
     accepts_grant: bool,
-  ) -> LockResult<Option<Blocked>> {
+  ) -> LockResult<Attempt> {
     let mut connection = self.connection().await?;
     let lease_ms = lease_ttl.map_or(0, |ttl| ttl.as_millis().max(1));
     let mut taken: Vec<Vec<String>> = Vec::new();
+    let mut fencing_tokens = vec![0; groups.iter().map(|group| group.positions.len()).sum()];
     for group in groups {
       let reply: Vec<i64> = scripts::ACQUIRE
         .key(&group.script_keys)
@@ -276,13 +332,17 @@ impl LockEngine {
         for fresh in &taken {
           self.release_lock_keys(fresh.clone(), owner).await?;
         }
-        return Ok(Some(Blocked {
+        return Ok(Attempt::Blocked(Blocked {
           index: group.positions[blocked_at as usize - 1],
           ttl: reply
             .get(1)
             .and_then(|&pttl| u64::try_from(pttl).ok())
             .map(Duration::from_millis),
         }));
+      }
+      let token = reply.get(1).and_then(|&token| u64::try_from(token).ok()).unwrap_or(0);
+      for &position in &group.positions {
+        fencing_tokens[position] = token;
       }
       // Only keys this call newly took are given back on rollback, never re-entered ones.
       taken.push(
@@ -303,7 +363,7 @@ impl LockEngine {
         }
       }
     }
-    Ok(None)
+    Ok(Attempt::Taken { fencing_tokens })
   }
 
   /// Redis `WAIT` on the node that just granted `group`: a failover right
@@ -330,29 +390,52 @@ impl LockEngine {
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
   /// partial set, so callers passing keys in any order cannot deadlock;
   /// waiters are served in arrival order and woken when their turn comes.
-  /// Resolves to an instant before which the lease cannot have started, so
-  /// `instant + lease_ttl` is a safe local bound of its expiry.
   pub async fn acquire(
     &self,
     keys: &[String],
     owner: Owner<'_>,
     lease_ttl: Option<Duration>,
     wait: Wait,
-  ) -> LockResult<Instant> {
+  ) -> LockResult<Grant> {
     let groups = self.key_groups(keys, owner);
     let Wait::Until { deadline } = wait else {
-      let attempt_started = Instant::now();
+      let lease_start = Instant::now();
       return match self.try_acquire(&groups, owner, lease_ttl, None, false).await? {
-        None => Ok(attempt_started),
-        Some(blocked) => Err(LockError::Conflict {
-          key: keys[blocked.index].clone(),
-        }),
+        Attempt::Taken { fencing_tokens } => {
+          Stats::count(&self.stats.acquired);
+          tracing::debug!(target: "ferrolock", service = self.id, ?keys, owner = owner.id(), "lock acquired");
+          Ok(Grant {
+            lease_start,
+            fencing_tokens,
+          })
+        }
+        Attempt::Blocked(blocked) => {
+          Stats::count(&self.stats.conflicts);
+          let key = keys[blocked.index].clone();
+          tracing::debug!(target: "ferrolock", service = self.id, key, owner = owner.id(), "lock held by another owner");
+          Err(LockError::Conflict { key })
+        }
       };
     };
     let waiter = self.wake.waiter();
+    let started = Instant::now();
     let outcome = self
       .wait_for_keys(&groups, keys.len(), owner, lease_ttl, deadline, &waiter)
       .await;
+    let waited_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &outcome {
+      Ok(_) => {
+        Stats::count(&self.stats.acquired);
+        self.stats.record_wait(started.elapsed());
+        tracing::debug!(target: "ferrolock", service = self.id, ?keys, owner = owner.id(), waited_ms, "lock acquired");
+      }
+      Err(LockError::Timeout) => {
+        Stats::count(&self.stats.timeouts);
+        self.stats.record_wait(started.elapsed());
+        tracing::debug!(target: "ferrolock", service = self.id, ?keys, owner = owner.id(), waited_ms, "timed out waiting for the lock");
+      }
+      Err(_) => {}
+    }
     if outcome.is_err() && !self.is_closed() {
       // Leave the queues at once rather than blocking them until the entries
       // lapse. A per-call owner also undoes a grant (or abandoned attempt)
@@ -376,7 +459,7 @@ impl LockEngine {
     lease_ttl: Option<Duration>,
     deadline: Instant,
     waiter: &Waiter<'_>,
-  ) -> LockResult<Instant> {
+  ) -> LockResult<Grant> {
     let per_call = matches!(owner, Owner::PerCall(_));
     // A release can only hand over one key, and only to an owner nobody else
     // uses; a grant made by another connection could not be `WAIT`ed for.
@@ -397,8 +480,14 @@ impl LockEngine {
       } else {
         attempt.await
       };
-      let Some(blocked) = outcome? else {
-        return Ok(attempt_started);
+      let blocked = match outcome? {
+        Attempt::Taken { fencing_tokens } => {
+          return Ok(Grant {
+            lease_start: attempt_started,
+            fencing_tokens,
+          })
+        }
+        Attempt::Blocked(blocked) => blocked,
       };
       let now = Instant::now();
       if now >= deadline {
@@ -413,8 +502,8 @@ impl LockEngine {
       }
       pause = pause.min(deadline - now);
       tokio::select! {
-        _ = waiter.woken() => if waiter.was_granted() {
-          return Ok(attempt_started);
+        _ = waiter.woken() => if let Some(token) = waiter.granted_token() {
+          return Ok(Grant { lease_start: attempt_started, fencing_tokens: vec![token] });
         },
         _ = tokio::time::sleep(pause) => {}
         _ = self.closed.cancelled() => return Err(LockError::Closed),
@@ -456,6 +545,7 @@ impl LockEngine {
     for group in self.key_groups(keys, owner) {
       released += self.release_script_keys(&group.script_keys, owner).await?;
     }
+    tracing::debug!(target: "ferrolock", service = self.id, ?keys, owner = owner.id(), released, "locks released");
     Ok(released == keys.len())
   }
 
@@ -553,15 +643,7 @@ impl LockEngine {
           Some((host, port)) => connection.query_node(scan, host, *port).await?,
           None => scan.query_async(&mut connection).await?,
         };
-        let mut by_slot: Vec<(u16, Vec<String>)> = Vec::new();
-        for key in found {
-          let slot = if self.cluster { hash_slot(&key) } else { 0 };
-          match by_slot.iter_mut().find(|(group_slot, _)| *group_slot == slot) {
-            Some((_, keys)) => keys.push(key),
-            None => by_slot.push((slot, vec![key])),
-          }
-        }
-        for (_, keys) in by_slot {
+        for (_, keys) in self.by_slot(found) {
           released += self.release_lock_keys(keys, owner).await?;
         }
         if next == 0 {
@@ -571,6 +653,132 @@ impl LockEngine {
       }
     }
     Ok(released)
+  }
+}
+
+/// A held lock as `list_locks` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockInfo {
+  /// The key as callers give it, without the namespace.
+  pub key: String,
+  /// The holder's owner id (`*` for a lock taken without owner).
+  pub owner: String,
+  /// Remaining time to live; `None` when the lock does not expire.
+  pub ttl: Option<Duration>,
+  /// Live callers queued for the key.
+  pub waiters: u64,
+}
+
+impl LockEngine {
+  /// The held locks of this namespace whose key matches `pattern` (a Redis
+  /// glob, namespace excluded), optionally only `owner`'s, at most `limit`.
+  /// A named owner's locks come from its index, at a cost bounded by what it
+  /// holds; otherwise the namespace is scanned on every primary until
+  /// `limit` locks were found.
+  pub async fn list_locks(&self, owner: Option<Owner<'_>>, pattern: &str, limit: usize) -> LockResult<Vec<LockInfo>> {
+    let mut connection = self.connection().await?;
+    let mut found = Vec::new();
+    match owner {
+      Some(Owner::Named(id)) if !self.cluster => {
+        let mut cursor: u64 = 0;
+        loop {
+          let (next, keys): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(self.owner_index_key(id))
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(RELEASE_ALL_BATCH)
+            .query_async(&mut connection)
+            .await?;
+          self.describe(self.lock_keys(&keys), owner, limit, &mut found).await?;
+          if next == 0 || found.len() >= limit {
+            return Ok(found);
+          }
+          cursor = next;
+        }
+      }
+      _ => {
+        let pattern = format!("{}{pattern}", escape_glob(&self.namespace));
+        let nodes = if self.cluster {
+          connection.cluster_primaries().await?.into_iter().map(Some).collect()
+        } else {
+          vec![None]
+        };
+        for node in nodes {
+          let mut cursor: u64 = 0;
+          loop {
+            let mut scan = redis::cmd("SCAN");
+            scan
+              .arg(cursor)
+              .arg("MATCH")
+              .arg(&pattern)
+              .arg("COUNT")
+              .arg(RELEASE_ALL_BATCH);
+            let (next, keys): (u64, Vec<String>) = match &node {
+              Some((host, port)) => connection.query_node(scan, host, *port).await?,
+              None => scan.query_async(&mut connection).await?,
+            };
+            self.describe(keys, owner, limit, &mut found).await?;
+            if found.len() >= limit {
+              return Ok(found);
+            }
+            if next == 0 {
+              break;
+            }
+            cursor = next;
+          }
+        }
+        Ok(found)
+      }
+    }
+  }
+
+  /// Adds the locks among `lock_keys` (namespaced) still held, by `owner`
+  /// if given, to `found`, up to `limit`.
+  async fn describe(
+    &self,
+    lock_keys: Vec<String>,
+    owner: Option<Owner<'_>>,
+    limit: usize,
+    found: &mut Vec<LockInfo>,
+  ) -> LockResult<()> {
+    let mut connection = self.connection().await?;
+    for (_, keys) in self.by_slot(lock_keys) {
+      let script_keys = self.script_keys(keys.clone(), Owner::Anonymous);
+      let described: Vec<(String, i64, u64)> = scripts::INSPECT
+        .key(&script_keys[..keys.len() * 3])
+        .invoke_async(&mut connection)
+        .await?;
+      for (key, (holder, pttl, waiters)) in keys.into_iter().zip(described) {
+        let wanted = match owner {
+          Some(owner) => holder == owner.id(),
+          None => !holder.is_empty(),
+        };
+        if wanted && found.len() < limit {
+          found.push(LockInfo {
+            key: key[self.namespace.len()..].to_owned(),
+            owner: holder,
+            ttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+            waiters,
+          });
+        }
+      }
+    }
+    Ok(())
+  }
+
+  /// Namespaced keys grouped by hash slot (one group outside a cluster).
+  fn by_slot(&self, lock_keys: Vec<String>) -> Vec<(u16, Vec<String>)> {
+    let mut groups: Vec<(u16, Vec<String>)> = Vec::new();
+    for key in lock_keys {
+      let slot = if self.cluster { hash_slot(&key) } else { 0 };
+      match groups.iter_mut().find(|(group_slot, _)| *group_slot == slot) {
+        Some((_, keys)) => keys.push(key),
+        None => groups.push((slot, vec![key])),
+      }
+    }
+    groups
   }
 }
 

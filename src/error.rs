@@ -51,9 +51,10 @@ impl fmt::Display for LockError {
     match self {
       LockError::Conflict { key } => write!(f, "Failed to acquire lock for key \"{key}\""),
       LockError::Timeout => f.write_str("Timed-out acquiring lock."),
+      // Medusa's wording for the same event.
       LockError::Lost { keys } => write!(
         f,
-        "Lock lost for key(s) \"{}\" while the job was running: the lease ended before it could be renewed",
+        "Lost the lock for key(s) \"{}\" while the job was still running: the lease expired before it could be renewed. Increase \"expire\" if the job is expected to run this long.",
         keys.join("\", \"")
       ),
       LockError::InvalidArgument(message) => f.write_str(message),

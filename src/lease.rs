@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{execute_owner_id, LockEngine, Owner, Wait};
 use crate::error::{LockError, LockResult};
 use crate::options::ExecuteArgs;
+use crate::stats::Stats;
 
 /// Medusa renews no more often than this, whatever the lease.
 const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(250);
@@ -19,6 +20,7 @@ pub struct HeldLease {
   engine: Arc<LockEngine>,
   keys: Vec<String>,
   owner: String,
+  fencing_tokens: Vec<u64>,
   stop_renewal: CancellationToken,
   /// Resolves to the error that ended the lease early, if any.
   renewal: JoinHandle<Option<LockError>>,
@@ -38,7 +40,7 @@ impl HeldLease {
     let wait = Wait::Until {
       deadline: Instant::now() + timeout,
     };
-    let granted_at = engine
+    let grant = engine
       .acquire(&keys, Owner::PerCall(&owner), Some(args.lease_ttl), wait)
       .await?;
     let stop_renewal = CancellationToken::new();
@@ -47,7 +49,7 @@ impl HeldLease {
       keys.clone(),
       owner.clone(),
       args.lease_ttl,
-      granted_at,
+      grant.lease_start,
       stop_renewal.clone(),
       on_end,
     ));
@@ -55,9 +57,23 @@ impl HeldLease {
       engine,
       keys,
       owner,
+      fencing_tokens: grant.fencing_tokens,
       stop_renewal,
       renewal,
     })
+  }
+
+  pub fn keys(&self) -> &[String] {
+    &self.keys
+  }
+
+  pub fn owner(&self) -> &str {
+    &self.owner
+  }
+
+  /// The grant's fencing token of each key, in the order of [`HeldLease::keys`].
+  pub fn fencing_tokens(&self) -> &[u64] {
+    &self.fencing_tokens
   }
 
   /// Stops renewing and releases the keys. Fails with the error that ended
@@ -78,7 +94,12 @@ impl HeldLease {
       (Some(error), _) => Err(error),
       (None, Ok(true)) => Ok(()),
       // Expired (or taken over) between the last renewal and the release.
-      (None, Ok(false)) => Err(LockError::Lost { keys: self.keys }),
+      (None, Ok(false)) => {
+        let lost = LockError::Lost { keys: self.keys };
+        Stats::count(&self.engine.counters().lost_leases);
+        tracing::warn!(target: "ferrolock", service = self.engine.id(), "{lost}");
+        Err(lost)
+      }
       (None, Err(error)) => Err(error),
     }
   }
@@ -118,16 +139,36 @@ async fn renew_until_stopped(
       renewed = engine.extend(&keys, Owner::PerCall(&owner), lease_ttl) => renewed,
     };
     match renewed {
-      Ok(None) => valid_until = attempt_started + lease_ttl,
+      Ok(None) => {
+        valid_until = attempt_started + lease_ttl;
+        Stats::count(&engine.counters().renewals);
+        tracing::debug!(
+          target: "ferrolock",
+          service = engine.id(),
+          ?keys,
+          owner,
+          renew_ms = attempt_started.elapsed().as_secs_f64() * 1000.0,
+          "lease renewed"
+        );
+      }
       Ok(Some(lost_key)) => break LockError::Lost { keys: vec![lost_key] },
       // Retried at the next tick, as long as the lease may still stand.
       Err(error) => {
-        tracing::warn!(target: "ferrolock", keys = ?keys, %error, "lease renewal failed, retrying");
+        Stats::count(&engine.counters().renewal_failures);
+        // Medusa's own wording, so its operators' log searches still match.
+        tracing::warn!(
+          target: "ferrolock",
+          service = engine.id(),
+          "Failed to renew lock for key(s) \"{}\": {error}. Retrying in {}ms.",
+          keys.join("\", \""),
+          interval.as_millis()
+        );
       }
     }
   };
-  if let LockError::Lost { keys } = &ended {
-    tracing::warn!(target: "ferrolock", keys = ?keys, owner = %owner, "lease lost while the job was running");
+  if let LockError::Lost { .. } = &ended {
+    Stats::count(&engine.counters().lost_leases);
+    tracing::warn!(target: "ferrolock", service = engine.id(), "{ended}");
   }
   on_end(ended.clone());
   Some(ended)

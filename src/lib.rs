@@ -8,7 +8,10 @@ pub mod error;
 pub mod lease;
 pub mod options;
 mod scripts;
+pub mod stats;
 pub mod wake;
 
 #[cfg(feature = "node")]
 mod node;
+#[cfg(feature = "node")]
+mod node_log;

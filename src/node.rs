@@ -10,11 +10,13 @@ use napi::{Env, ValueType};
 use napi_derive::napi;
 
 use crate::connection::ConnectionFactory;
-use crate::engine::{LockEngine, Owner, Wait};
+use crate::engine::{LockEngine, LockInfo, Owner, Wait};
 use crate::error::{LockError, LockResult};
 use crate::lease::HeldLease;
+use crate::node_log;
 use crate::options::{
-  parse_acquire_args, parse_execute_args, parse_keys, parse_owner, Input, ServiceOptions, MAX_KEYS_PER_CALL,
+  parse_acquire_args, parse_execute_args, parse_keys, parse_list_args, parse_owner, Input, ServiceOptions,
+  ANONYMOUS_OWNER, MAX_KEYS_PER_CALL,
 };
 
 /// Nesting deeper than this in options or arguments is rejected, not walked.
@@ -31,6 +33,7 @@ fn init() {
     .build()
     .expect("ferrolock: cannot start its tokio runtime");
   create_custom_tokio_runtime(runtime);
+  node_log::install();
 }
 
 /// Builds a JS `Error` carrying `code` and Medusa's `type`.
@@ -46,6 +49,44 @@ impl ToNapiValue for LockError {
   unsafe fn to_napi_value(raw_env: napi::sys::napi_env, error: Self) -> Result<napi::sys::napi_value> {
     let env = Env::from_raw(raw_env);
     Ok(js_error_object(&env, &error)?.raw())
+  }
+}
+
+/// The fencing token of each key of a grant, as a JS object in key order.
+/// Tokens are microsecond-scale integers, exact as JS numbers until 2^53.
+pub struct FencingTokens {
+  keys: Vec<String>,
+  tokens: Vec<u64>,
+}
+
+impl ToNapiValue for FencingTokens {
+  unsafe fn to_napi_value(raw_env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
+    let env = Env::from_raw(raw_env);
+    let mut object = Object::new(&env)?;
+    for (key, token) in value.keys.iter().zip(value.tokens) {
+      object.set_named_property(key, token as f64)?;
+    }
+    Ok(object.raw())
+  }
+}
+
+/// `listLocks`'s answer: `{ key, ownerId, ttlMs, waiters }` per lock, with
+/// `null` for no owner (`*`) and for no expiry.
+pub struct LockList(Vec<LockInfo>);
+
+impl ToNapiValue for LockList {
+  unsafe fn to_napi_value(raw_env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
+    let env = Env::from_raw(raw_env);
+    let mut list = env.create_array(value.0.len() as u32)?;
+    for (index, lock) in value.0.into_iter().enumerate() {
+      let mut object = Object::new(&env)?;
+      object.set_named_property("key", lock.key)?;
+      object.set_named_property("ownerId", Some(lock.owner).filter(|owner| owner != ANONYMOUS_OWNER))?;
+      object.set_named_property("ttlMs", lock.ttl.map(|ttl| ttl.as_millis() as f64))?;
+      object.set_named_property("waiters", lock.waiters as f64)?;
+      list.set(index as u32, object)?;
+    }
+    Ok(list.raw())
   }
 }
 
@@ -140,23 +181,61 @@ fn optional_input(value: Option<Unknown>) -> Result<Input> {
 pub struct NativeLockService {
   engine: Arc<LockEngine>,
   ignored_options: Vec<String>,
+  log_rank: u8,
+}
+
+impl Drop for NativeLockService {
+  fn drop(&mut self) {
+    node_log::unregister(self.engine.id());
+  }
 }
 
 #[napi]
 impl NativeLockService {
-  /// Validates `options` (throws `INVALID_ARGUMENT`); connects on first use or `connect()`.
-  #[napi(constructor)]
-  pub fn new(env: Env, options: Unknown) -> Result<Self> {
+  /// Validates `options` (throws `INVALID_ARGUMENT`); connects on first use or
+  /// `connect()`. `log(level, message)` receives this service's events at
+  /// `logLevel` (`error`, `warn`, `info`, `debug`; default `info`) and above.
+  #[napi(
+    constructor,
+    ts_args_type = "options: unknown, log?: ((level: string, message: string) => void) | null, logLevel?: string | null"
+  )]
+  pub fn new(
+    env: Env,
+    options: Unknown,
+    log: Option<Function<FnArgs<(String, String)>, ()>>,
+    log_level: Option<String>,
+  ) -> Result<Self> {
     let input = to_input(&options, 0)?;
     let build = || -> LockResult<Self> {
       let options = ServiceOptions::parse(&input)?;
+      let max_rank = match log_level.as_deref() {
+        None => node_log::parse_level("info"),
+        Some(name) => node_log::parse_level(name),
+      }
+      .ok_or_else(|| LockError::invalid("\"logLevel\" must be one of \"error\", \"warn\", \"info\", \"debug\""))?;
       let factory = ConnectionFactory::new(&options.connection)?;
       Ok(NativeLockService {
         engine: Arc::new(LockEngine::new(factory, options.locking)),
         ignored_options: options.ignored_options,
+        log_rank: max_rank,
       })
     };
-    build().map_err(|error| js_error(&env, &error))
+    let service = build().map_err(|error| js_error(&env, &error))?;
+    if let Some(log) = log {
+      let sink = log
+        .build_threadsafe_function::<FnArgs<(String, String)>>()
+        .weak::<true>()
+        .callee_handled::<false>()
+        .build()?;
+      node_log::register(service.engine.id(), service.log_rank, sink);
+    }
+    Ok(service)
+  }
+
+  /// The prefix of every lock key.
+  #[napi(getter)]
+  pub fn namespace(&self) -> String {
+    self.engine.namespace().to_owned()
   }
 
   /// Option names accepted but not applied.
@@ -173,8 +252,17 @@ impl NativeLockService {
     })
   }
 
-  #[napi(ts_args_type = "keys: string | string[], args?: AcquireArgs | null")]
-  pub fn acquire<'env>(&self, env: &'env Env, keys: Unknown, args: Option<Unknown>) -> Result<PromiseRaw<'env, ()>> {
+  /// Resolves to the fencing token of each key.
+  #[napi(
+    ts_args_type = "keys: string | string[], args?: AcquireArgs | null",
+    ts_return_type = "Promise<Record<string, number>>"
+  )]
+  pub fn acquire<'env>(
+    &self,
+    env: &'env Env,
+    keys: Unknown,
+    args: Option<Unknown>,
+  ) -> Result<PromiseRaw<'env, FencingTokens>> {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let args = parse_acquire_args(&optional_input(args)?);
     let engine = self.engine.clone();
@@ -186,10 +274,13 @@ impl NativeLockService {
           deadline: tokio::time::Instant::now() + args.timeout.unwrap_or_else(|| engine.wait_timeout()),
         },
       };
-      engine
+      let grant = engine
         .unless_closed(engine.acquire(&keys, Owner::from_id(&args.owner_id), args.lease_ttl, wait))
-        .await
-        .map(|_| ())
+        .await?;
+      Ok(FencingTokens {
+        keys,
+        tokens: grant.fencing_tokens,
+      })
     })
   }
 
@@ -215,6 +306,24 @@ impl NativeLockService {
       let owner = owner?;
       let released = engine.unless_closed(engine.release_all(Owner::from_id(&owner))).await?;
       Ok(released as u32)
+    })
+  }
+
+  /// The held locks of the namespace, optionally by owner and key pattern.
+  #[napi(
+    ts_args_type = "args?: ListLocksArgs | null",
+    ts_return_type = "Promise<Array<{ key: string; ownerId: string | null; ttlMs: number | null; waiters: number }>>"
+  )]
+  pub fn list_locks<'env>(&self, env: &'env Env, args: Option<Unknown>) -> Result<PromiseRaw<'env, LockList>> {
+    let args = parse_list_args(&optional_input(args)?);
+    let engine = self.engine.clone();
+    settle(env, async move {
+      let args = args?;
+      let owner = args.owner_id.as_deref().map(Owner::from_id);
+      let locks = engine
+        .unless_closed(engine.list_locks(owner, &args.pattern, args.limit))
+        .await?;
+      Ok(LockList(locks))
     })
   }
 
@@ -265,7 +374,45 @@ impl NativeLockService {
   #[napi]
   pub fn close(&self) {
     self.engine.close();
+    node_log::unregister(self.engine.id());
   }
+
+  /// Counters and wait times since the service was created.
+  #[napi(ts_return_type = "NativeStats")]
+  pub fn stats(&self) -> NativeStats {
+    let stats = self.engine.stats();
+    let ms = |duration: std::time::Duration| duration.as_secs_f64() * 1000.0;
+    NativeStats {
+      acquired: stats.acquired as f64,
+      conflicts: stats.conflicts as f64,
+      timeouts: stats.timeouts as f64,
+      lost_leases: stats.lost_leases as f64,
+      renewals: stats.renewals as f64,
+      renewal_failures: stats.renewal_failures as f64,
+      waits: stats.waits as f64,
+      wait_total_ms: ms(stats.wait_total),
+      wait_p50_ms: ms(stats.wait_p50),
+      wait_p99_ms: ms(stats.wait_p99),
+      wait_max_ms: ms(stats.wait_max),
+    }
+  }
+}
+
+/// `stats()`: counts since the service was created; wait times of the
+/// acquisitions that may wait (`execute`, `awaitQueue`), granted or timed out.
+#[napi(object)]
+pub struct NativeStats {
+  pub acquired: f64,
+  pub conflicts: f64,
+  pub timeouts: f64,
+  pub lost_leases: f64,
+  pub renewals: f64,
+  pub renewal_failures: f64,
+  pub waits: f64,
+  pub wait_total_ms: f64,
+  pub wait_p50_ms: f64,
+  pub wait_p99_ms: f64,
+  pub wait_max_ms: f64,
 }
 
 /// Keys held by one `execute` call.
@@ -276,6 +423,30 @@ pub struct ExecuteLease {
 
 #[napi]
 impl ExecuteLease {
+  /// The owner id of this `execute` call.
+  #[napi(getter)]
+  pub fn owner_id(&self) -> Option<String> {
+    self.held(|lease| lease.owner().to_owned())
+  }
+
+  /// The fencing token of each key.
+  #[napi(getter, ts_return_type = "Record<string, number> | undefined")]
+  pub fn fencing_tokens(&self) -> Option<FencingTokens> {
+    self.held(|lease| FencingTokens {
+      keys: lease.keys().to_vec(),
+      tokens: lease.fencing_tokens().to_vec(),
+    })
+  }
+
+  fn held<T>(&self, read: impl FnOnce(&HeldLease) -> T) -> Option<T> {
+    self
+      .lease
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .as_ref()
+      .map(read)
+  }
+
   /// Releases the keys; rejects with `LOCK_LOST` (or `CLOSED`) if the lease ended early.
   #[napi]
   pub fn finish<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {

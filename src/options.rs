@@ -620,6 +620,53 @@ fn too_many_keys(count: usize) -> LockError {
   ))
 }
 
+/// Most locks one `listLocks` call returns.
+pub const MAX_LIST_LIMIT: usize = 100_000;
+pub const DEFAULT_LIST_LIMIT: usize = 1_000;
+
+/// What `listLocks` is asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListArgs {
+  /// Only locks of this owner (`*`: those taken without owner).
+  pub owner_id: Option<String>,
+  /// A Redis glob on the key, namespace excluded.
+  pub pattern: String,
+  pub limit: usize,
+}
+
+pub fn parse_list_args(input: &Input) -> LockResult<ListArgs> {
+  check_args_object(input, "listLocks options")?;
+  let owner_id = match input.field("ownerId") {
+    absent if absent.is_absent() => None,
+    _ => Some(parse_owner(input)?),
+  };
+  let pattern = match input.field("pattern") {
+    absent if absent.is_absent() => "*".to_owned(),
+    Input::String(pattern) if !pattern.is_empty() && pattern.len() <= MAX_KEY_BYTES => pattern.clone(),
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"pattern\" must be a non-empty glob of at most {MAX_KEY_BYTES} bytes, got {}",
+        describe(other)
+      )))
+    }
+  };
+  let limit = match input.field("limit") {
+    absent if absent.is_absent() => DEFAULT_LIST_LIMIT,
+    Input::Number(limit) if limit.fract() == 0.0 && *limit >= 1.0 && *limit <= MAX_LIST_LIMIT as f64 => *limit as usize,
+    other => {
+      return Err(LockError::invalid(format!(
+        "\"limit\" must be a whole number from 1 to {MAX_LIST_LIMIT}, got {}",
+        describe(other)
+      )))
+    }
+  };
+  Ok(ListArgs {
+    owner_id,
+    pattern,
+    limit,
+  })
+}
+
 /// The owner a lock is taken or released for; `*` when none is given (Medusa's marker).
 pub const ANONYMOUS_OWNER: &str = "*";
 

@@ -16,3 +16,4 @@ pub static ACQUIRE: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts
 pub static RELEASE: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/release.lua")));
 pub static DEQUEUE: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/dequeue.lua")));
 pub static EXTEND: Lazy<Script> = Lazy::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub static INSPECT: Lazy<Script> = Lazy::new(|| Script::new(with_queue!("scripts/inspect.lua")));

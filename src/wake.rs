@@ -1,10 +1,10 @@
 //! Wake-on-release: one subscriber connection per service listens on the
 //! namespace's wake channel, where the release scripts publish the id of the
-//! waiter whose turn it is (`<id>`), or that was just granted its lock
-//! (`<id> +`), and wakes that waiter in process.
+//! waiter whose turn it is (`<id>`), or that was just granted its lock with
+//! its fencing token (`<id> + <token>`), and wakes that waiter in process.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +28,8 @@ pub struct WakeHub {
 #[derive(Default)]
 struct WaiterSlot {
   notify: Notify,
-  granted: AtomicBool,
+  /// The fencing token of a direct grant; 0 until then (tokens start above it).
+  granted_token: AtomicU64,
 }
 
 /// A registered waiter; unregistered on drop.
@@ -57,13 +58,13 @@ impl WakeHub {
   }
 
   fn deliver(&self, message: &str) {
-    let (id, granted) = match message.strip_suffix(" +") {
-      Some(id) => (id, true),
-      None => (message, false),
+    let (id, granted_token) = match message.split_once(" + ") {
+      Some((id, token)) => (id, token.parse::<u64>().ok()),
+      None => (message, None),
     };
     if let Some(slot) = self.lock().get(id) {
-      if granted {
-        slot.granted.store(true, Ordering::Release);
+      if let Some(token) = granted_token {
+        slot.granted_token.store(token, Ordering::Release);
       }
       // notify_one stores a permit, so a wake that lands between two
       // attempts is not lost.
@@ -138,9 +139,12 @@ impl Waiter<'_> {
     self.slot.notify.notified().await
   }
 
-  /// Whether a release already set the lock to this waiter's owner.
-  pub fn was_granted(&self) -> bool {
-    self.slot.granted.load(Ordering::Acquire)
+  /// The fencing token, once a release set the lock to this waiter's owner.
+  pub fn granted_token(&self) -> Option<u64> {
+    match self.slot.granted_token.load(Ordering::Acquire) {
+      0 => None,
+      token => Some(token),
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 -- Takes every lock key for one owner, or none of them.
 -- KEYS: n lock keys, then their n queues, then their n waiter-entry hashes,
--- then, for a named owner, the index of its keys.
+-- then the fencing counter, then, for a named owner, the index of its keys.
 -- ARGV[1] owner id ('*' = anonymous), ARGV[2] lease in ms (0 = no expiry),
 -- ARGV[3] waiter id ('' when the caller does not wait), ARGV[4] ms the
 -- waiter's queue entries live without a new attempt, ARGV[5] '1' when the
@@ -10,15 +10,17 @@
 -- anonymous ('*') lock is never re-entered (Medusa's rule). A free key with
 -- a live waiter queued ahead of the caller is not free for the caller: that
 -- keeps waiting fair and stops the releasing caller from winning again.
--- Returns {0, 0, fresh...} when taken (fresh: 1 per key newly set, 0 per
--- key re-entered, so a multi-slot caller rolls back only what it took),
+-- Returns {0, token, fresh...} when taken (token: the grant's fencing token,
+-- shared by its keys; fresh: 1 per key newly set, 0 per key re-entered, so a
+-- multi-slot caller rolls back only what it took),
 -- else {i, pttl}: the first blocking key's index
 -- and its remaining TTL in ms (-1: no expiry, -2: blocked by the queue), so
 -- a waiter knows how long it may sleep. A blocked waiter is queued on every
 -- key of its call at once, so all queues agree on the order of any two
 -- waiters and multi-key waits cannot deadlock.
 local n = math.floor(#KEYS / 3)
-local index = KEYS[3 * n + 1]
+local fence = KEYS[3 * n + 1]
+local index = KEYS[3 * n + 2]
 local owner = ARGV[1]
 local lease_ms = tonumber(ARGV[2])
 local waiter = ARGV[3]
@@ -61,7 +63,7 @@ if blocked then
   return {blocked, blocked_ttl}
 end
 
-local taken = {0, 0}
+local taken = {0, next_fence(fence)}
 for i = 1, n do
   taken[i + 2] = redis.call('EXISTS', KEYS[i]) == 1 and 0 or 1
   if lease_ms > 0 then

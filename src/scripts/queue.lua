@@ -25,10 +25,22 @@ local function live_head(queue, entries)
   end
 end
 
+-- The fencing token of a grant: above every earlier token of this counter,
+-- and at least the server's clock in microseconds, so a Redis that restarts
+-- empty (or a promoted replica that missed the last grants) still hands out
+-- larger tokens, as long as its clock does not step back. Stored with
+-- %.0f: Lua's tostring would write 1.7e+15.
+local function next_fence(counter)
+  local token = math.max(tonumber(redis.call('GET', counter) or '0') + 1, now_us)
+  redis.call('SET', counter, string.format('%.0f', token))
+  return token
+end
+
 -- Passes a free lock to its first live waiter. A waiter that accepts direct
--- grants gets the lock set to its owner right here and is told so ('<id> +'),
--- saving it a round trip; any other waiter is told to try now ('<id>').
-local function hand_over(lock, queue, entries, channel)
+-- grants gets the lock set to its owner right here and is told so with its
+-- fencing token ('<id> + <token>'), saving it a round trip; any other
+-- waiter is told to try now ('<id>').
+local function hand_over(lock, queue, entries, channel, fence)
   local head, entry = live_head(queue, entries)
   if not head then
     return
@@ -38,7 +50,7 @@ local function hand_over(lock, queue, entries, channel)
     redis.call('SET', lock, owner, 'PX', lease_ms)
     redis.call('ZREM', queue, head)
     redis.call('HDEL', entries, head)
-    redis.call('PUBLISH', channel, head .. ' +')
+    redis.call('PUBLISH', channel, head .. ' + ' .. string.format('%.0f', next_fence(fence)))
   else
     redis.call('PUBLISH', channel, head)
   end
