@@ -3,7 +3,8 @@
 // `iterations` x execute(keys, job). Every job logs enter/exit with RPUSH on a
 // plain connection, so the parent can check that no two jobs ever overlapped.
 //
-// argv[2]: JSON { url, keys, callers, iterations, maxJobMs, logKey, timeout? }
+// argv[2]: JSON { url, keys, callers, iterations, maxJobMs, logKey, timeout?, tokenKey? }
+// With `tokenKey`, each job also RPUSHes its fencing token of keys[0] there.
 // Run by scripts/workers.js runWorkers(); reports { completed, errors, ms }.
 
 const Redis = require('ioredis')
@@ -30,9 +31,10 @@ async function main() {
       try {
         const result = await locks.execute(
           cfg.keys,
-          async () => {
+          async (signal, grant) => {
             if (++insideHere !== 1) errors.push({ message: `local overlap at ${id}` })
             await log.rpush(cfg.logKey, `enter:${id}`)
+            if (cfg.tokenKey) await log.rpush(cfg.tokenKey, String(grant.fencingTokens[cfg.keys[0]]))
             await sleep(Math.floor(Math.random() * (cfg.maxJobMs + 1)))
             await log.rpush(cfg.logKey, `exit:${id}`)
             insideHere--
