@@ -1,5 +1,5 @@
 /// <reference types="node" />
-import type { AcquireArgs, ExecuteArgs, LockingOptions, ReleaseArgs } from './index'
+import type { AcquireArgs, ExecuteArgs, ExecuteGrant, LockingOptions, ReleaseArgs } from './index'
 
 /** The logger Medusa hands to provider loaders (its `Logger`, narrowed to what is used). */
 export interface MedusaLoaderLogger {
@@ -35,7 +35,7 @@ export declare class FerrolockLockingProvider {
   constructor(container?: Record<string, unknown>, options?: LockingOptions)
   execute<T>(
     keys: string | string[],
-    job: (signal: AbortSignal) => Promise<T> | T,
+    job: (signal: AbortSignal, grant: ExecuteGrant) => Promise<T> | T,
     args?: ExecuteArgs,
     sharedContext?: unknown,
   ): Promise<T>
