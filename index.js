@@ -62,6 +62,41 @@ function prometheusText(stats, namespace) {
   return lines.join('\n') + '\n'
 }
 
+// Native calls settle through one batch callback per service instead of a
+// promise each (see src/node_calls.rs): `calls` holds the promise of each id.
+const calls = new Map()
+let lastCallId = 0
+
+function nextCallId() {
+  lastCallId = lastCallId >= 0xffffffff ? 1 : lastCallId + 1
+  return lastCallId
+}
+
+/** `[id, error | null, value, …]` from the native side. */
+function settleBatch(batch) {
+  for (let i = 0; i < batch.length; i += 3) {
+    const call = calls.get(batch[i])
+    if (call === undefined) continue
+    calls.delete(batch[i])
+    if (batch[i + 1] !== null) call.reject(batch[i + 1])
+    else call.resolve(batch[i + 2])
+  }
+}
+
+/** Calls `target[method](id, ...args)` and resolves with what settles `id`. */
+function nativeCall(target, method, ...args) {
+  return new Promise((resolve, reject) => {
+    const id = nextCallId()
+    calls.set(id, { resolve, reject })
+    try {
+      target[method](id, ...args)
+    } catch (error) {
+      calls.delete(id)
+      reject(error)
+    }
+  })
+}
+
 class LockingModuleService {
   #native
 
@@ -71,14 +106,14 @@ class LockingModuleService {
    */
   constructor(options, extras) {
     const logger = extras?.logger
-    this.#native = new NativeLockService(options, logSink(logger), extras?.logLevel)
+    this.#native = new NativeLockService(options, settleBatch, logSink(logger), extras?.logLevel)
     reportIgnoredOptions(this.#native.ignoredOptions, logger)
   }
 
   /** Creates the service and waits until Redis answers. */
   static async connect(options, extras) {
     const service = new LockingModuleService(options, extras)
-    await service.#native.connect()
+    await nativeCall(service.#native, 'connect')
     return service
   }
 
@@ -87,20 +122,20 @@ class LockingModuleService {
     return this.#native.ignoredOptions
   }
 
-  async acquire(keys, args) {
-    return this.#native.acquire(keys, args)
+  acquire(keys, args) {
+    return nativeCall(this.#native, 'acquire', keys, args)
   }
 
-  async release(keys, args) {
-    return this.#native.release(keys, args)
+  release(keys, args) {
+    return nativeCall(this.#native, 'release', keys, args)
   }
 
   async releaseAll(args) {
-    await this.#native.releaseAll(args)
+    await nativeCall(this.#native, 'releaseAll', args)
   }
 
-  async listLocks(args) {
-    return this.#native.listLocks(args)
+  listLocks(args) {
+    return nativeCall(this.#native, 'listLocks', args)
   }
 
   stats() {
@@ -129,7 +164,15 @@ class LockingModuleService {
 
   async execute(keys, job, args) {
     const controller = new AbortController()
-    const lease = await this.#native.beginExecute(keys, job, args, (reason) => controller.abort(reason))
+    const endId = nextCallId()
+    calls.set(endId, { resolve() {}, reject: (reason) => controller.abort(reason) })
+    let lease
+    try {
+      lease = await nativeCall(this.#native, 'beginExecute', endId, keys, job, args)
+    } catch (error) {
+      calls.delete(endId)
+      throw error
+    }
     const grant = { ownerId: lease.ownerId, fencingTokens: lease.fencingTokens }
     let result
     let jobFailed = false
@@ -141,7 +184,7 @@ class LockingModuleService {
       jobError = error
     }
     try {
-      await lease.finish()
+      await nativeCall(lease, 'finish')
     } catch (leaseError) {
       // The job's own error wins; otherwise a lost lease or failed release is the outcome.
       if (!jobFailed) throw leaseError

@@ -233,6 +233,7 @@ test("the logger gets Medusa's warnings for a failed renewal and a lost lease, a
   const chatty = await LockingModuleService.connect({ redisUrl: url }, { logger, logLevel: 'debug' })
   await chatty.execute('k', async () => {})
   await chatty.close()
+  await sleep(100) // log lines reach the logger asynchronously, like any event
   assert.ok(lines.some(([level, m]) => level === 'debug' && /^ferrolock: lock acquired keys=\["k"\] owner="execute:/.test(m)))
   assert.ok(lines.some(([level, m]) => level === 'debug' && /^ferrolock: locks released keys=\["k"\]/.test(m)))
   for (const [, message] of lines) assert.ok(!message.includes(password))

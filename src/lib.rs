@@ -14,4 +14,6 @@ pub mod wake;
 #[cfg(feature = "node")]
 mod node;
 #[cfg(feature = "node")]
+mod node_calls;
+#[cfg(feature = "node")]
 mod node_log;

@@ -1,11 +1,10 @@
 //! Node.js bindings: the native class behind `index.js`, argument conversion
 //! and error mapping. Lock rules live in `engine.rs`, not here.
 
-use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{Env, ValueType};
 use napi_derive::napi;
 
@@ -13,6 +12,7 @@ use crate::connection::ConnectionFactory;
 use crate::engine::{LockEngine, LockInfo, Owner, Wait};
 use crate::error::{LockError, LockResult};
 use crate::lease::HeldLease;
+use crate::node_calls::{Completions, Payload, SettledBatch};
 use crate::node_log;
 use crate::options::{
   parse_acquire_args, parse_execute_args, parse_keys, parse_list_args, parse_owner, Input, ServiceOptions,
@@ -97,15 +97,9 @@ fn js_error(env: &Env, error: &LockError) -> napi::Error {
   }
 }
 
-/// Runs `work` on the runtime; its `LockError` becomes a coded JS rejection.
-fn settle<T, F>(env: &Env, work: F) -> Result<PromiseRaw<'_, T>>
-where
-  T: ToNapiValue + Send + 'static,
-  F: Future<Output = LockResult<T>> + Send + 'static,
-{
-  env.spawn_future_with_callback(async move { Ok(work.await) }, |env, outcome: LockResult<T>| {
-    outcome.map_err(|error| js_error(env, &error))
-  })
+/// A value converted on the JS thread when its call settles.
+fn value<T: ToNapiValue + Send + 'static>(value: T) -> Payload {
+  Payload::Value(Box::new(move |env: &Env| unsafe { T::to_napi_value(env.raw(), value) }))
 }
 
 fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
@@ -180,6 +174,7 @@ fn optional_input(value: Option<Unknown>) -> Result<Input> {
 #[napi]
 pub struct NativeLockService {
   engine: Arc<LockEngine>,
+  calls: Arc<Completions>,
   ignored_options: Vec<String>,
   log_rank: u8,
 }
@@ -195,16 +190,20 @@ impl NativeLockService {
   /// Validates `options` (throws `INVALID_ARGUMENT`); connects on first use or
   /// `connect()`. `log(level, message)` receives this service's events at
   /// `logLevel` (`error`, `warn`, `info`, `debug`; default `info`) and above.
+  /// Every async method takes a call `id` first and returns nothing: its
+  /// outcome reaches `settleBatch([id, error | null, value, …])`.
   #[napi(
     constructor,
-    ts_args_type = "options: unknown, log?: ((level: string, message: string) => void) | null, logLevel?: string | null"
+    ts_args_type = "options: unknown, settleBatch: (batch: unknown[]) => void, log?: ((level: string, message: string) => void) | null, logLevel?: string | null"
   )]
   pub fn new(
     env: Env,
     options: Unknown,
+    settle_batch: Function<SettledBatch, Unknown<'static>>,
     log: Option<Function<FnArgs<(String, String)>, ()>>,
     log_level: Option<String>,
   ) -> Result<Self> {
+    let calls = Completions::new(settle_batch)?;
     let input = to_input(&options, 0)?;
     let build = || -> LockResult<Self> {
       let options = ServiceOptions::parse(&input)?;
@@ -216,6 +215,7 @@ impl NativeLockService {
       let factory = ConnectionFactory::new(&options.connection)?;
       Ok(NativeLockService {
         engine: Arc::new(LockEngine::new(factory, options.locking)),
+        calls,
         ignored_options: options.ignored_options,
         log_rank: max_rank,
       })
@@ -245,28 +245,21 @@ impl NativeLockService {
   }
 
   #[napi]
-  pub fn connect<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+  pub fn connect(&self, env: Env, id: u32) -> Result<()> {
     let engine = self.engine.clone();
-    settle(env, async move {
-      engine.unless_closed(engine.connection()).await.map(|_| ())
+    self.calls.spawn(&env, id, async move {
+      engine.unless_closed(engine.connection()).await?;
+      Ok(Payload::Nothing)
     })
   }
 
-  /// Resolves to the fencing token of each key.
-  #[napi(
-    ts_args_type = "keys: string | string[], args?: AcquireArgs | null",
-    ts_return_type = "Promise<Record<string, number>>"
-  )]
-  pub fn acquire<'env>(
-    &self,
-    env: &'env Env,
-    keys: Unknown,
-    args: Option<Unknown>,
-  ) -> Result<PromiseRaw<'env, FencingTokens>> {
+  /// Settles with the fencing token of each key.
+  #[napi(ts_args_type = "id: number, keys: string | string[], args?: AcquireArgs | null")]
+  pub fn acquire(&self, env: Env, id: u32, keys: Unknown, args: Option<Unknown>) -> Result<()> {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let args = parse_acquire_args(&optional_input(args)?);
     let engine = self.engine.clone();
-    settle(env, async move {
+    self.calls.spawn(&env, id, async move {
       let (keys, args) = (keys?, args?);
       let wait = match args.await_queue {
         false => Wait::No,
@@ -277,104 +270,114 @@ impl NativeLockService {
       let grant = engine
         .unless_closed(engine.acquire(&keys, Owner::from_id(&args.owner_id), args.lease_ttl, wait))
         .await?;
-      Ok(FencingTokens {
+      Ok(value(FencingTokens {
         keys,
         tokens: grant.fencing_tokens,
-      })
+      }))
     })
   }
 
-  #[napi(ts_args_type = "keys: string | string[], args?: ReleaseArgs | null")]
-  pub fn release<'env>(&self, env: &'env Env, keys: Unknown, args: Option<Unknown>) -> Result<PromiseRaw<'env, bool>> {
+  /// Settles with `true` when every key was released.
+  #[napi(ts_args_type = "id: number, keys: string | string[], args?: ReleaseArgs | null")]
+  pub fn release(&self, env: Env, id: u32, keys: Unknown, args: Option<Unknown>) -> Result<()> {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
-    settle(env, async move {
+    self.calls.spawn(&env, id, async move {
       let (keys, owner) = (keys?, owner?);
-      engine
+      let released = engine
         .unless_closed(engine.release(&keys, Owner::from_id(&owner)))
-        .await
+        .await?;
+      Ok(Payload::Bool(released))
     })
   }
 
-  /// Resolves to how many locks were released.
-  #[napi(ts_args_type = "args?: ReleaseArgs | null")]
-  pub fn release_all<'env>(&self, env: &'env Env, args: Option<Unknown>) -> Result<PromiseRaw<'env, u32>> {
+  /// Settles with how many locks were released.
+  #[napi(ts_args_type = "id: number, args?: ReleaseArgs | null")]
+  pub fn release_all(&self, env: Env, id: u32, args: Option<Unknown>) -> Result<()> {
     let owner = parse_owner(&optional_input(args)?);
     let engine = self.engine.clone();
-    settle(env, async move {
+    self.calls.spawn(&env, id, async move {
       let owner = owner?;
       let released = engine.unless_closed(engine.release_all(Owner::from_id(&owner))).await?;
-      Ok(released as u32)
+      Ok(Payload::Count(released as u32))
     })
   }
 
-  /// The held locks of the namespace, optionally by owner and key pattern.
-  #[napi(
-    ts_args_type = "args?: ListLocksArgs | null",
-    ts_return_type = "Promise<Array<{ key: string; ownerId: string | null; ttlMs: number | null; waiters: number }>>"
-  )]
-  pub fn list_locks<'env>(&self, env: &'env Env, args: Option<Unknown>) -> Result<PromiseRaw<'env, LockList>> {
+  /// Settles with the held locks of the namespace, optionally by owner and key pattern.
+  #[napi(ts_args_type = "id: number, args?: ListLocksArgs | null")]
+  pub fn list_locks(&self, env: Env, id: u32, args: Option<Unknown>) -> Result<()> {
     let args = parse_list_args(&optional_input(args)?);
     let engine = self.engine.clone();
-    settle(env, async move {
+    self.calls.spawn(&env, id, async move {
       let args = args?;
       let owner = args.owner_id.as_deref().map(Owner::from_id);
       let locks = engine
         .unless_closed(engine.list_locks(owner, &args.pattern, args.limit))
         .await?;
-      Ok(LockList(locks))
+      Ok(value(LockList(locks)))
     })
   }
 
-  /// Waits for `keys` under a fresh owner and starts renewing their lease.
-  /// `onEnd(error)` is called if the lease is lost or the service closes.
-  #[napi(
-    ts_args_type = "keys: string | string[], job: unknown, args: ExecuteArgs | null | undefined, onEnd: (error: Error) => void"
-  )]
-  pub fn begin_execute<'env>(
+  /// Waits for `keys` under a fresh owner and starts renewing their lease;
+  /// settles `id` with an `ExecuteLease`. Call `endId` settles once: with
+  /// the error that ended the lease early (lost, or the service closed), or
+  /// with nothing once the lease is finished or was never granted. Until
+  /// then the process stays alive, as the job may only await its signal.
+  #[napi(ts_args_type = "id: number, endId: number, keys: string | string[], job: unknown, args?: ExecuteArgs | null")]
+  pub fn begin_execute(
     &self,
-    env: &'env Env,
+    env: Env,
+    id: u32,
+    end_id: u32,
     keys: Unknown,
     job: Unknown,
     args: Option<Unknown>,
-    on_end: Function<'env, LockError, ()>,
-  ) -> Result<PromiseRaw<'env, ExecuteLease>> {
+  ) -> Result<()> {
     let keys = parse_keys(&to_input(&keys, 0)?);
     let job_is_function = job.get_type()? == ValueType::Function;
     let args = parse_execute_args(&optional_input(args)?);
-    // Strong on purpose: while a lease is held its job is in progress, so the
-    // process must stay alive even if the job only awaits its signal. The
-    // function is dropped, and the loop released, when the renewal task ends.
-    let on_end = on_end
-      .build_threadsafe_function::<LockError>()
-      .weak::<false>()
-      .callee_handled::<false>()
-      .build()?;
     let engine = self.engine.clone();
-    settle(env, async move {
-      let keys = keys?;
-      if !job_is_function {
-        return Err(LockError::invalid("\"job\" must be a function"));
-      }
-      let notify = move |error: LockError| {
-        on_end.call(error, ThreadsafeFunctionCallMode::NonBlocking);
+    let calls = self.calls.clone();
+    calls.begin(&env)?;
+    let end = Arc::new(LeaseEnd {
+      id: end_id,
+      calls: calls.clone(),
+      settled: AtomicBool::new(false),
+    });
+    self.calls.spawn(&env, id, async move {
+      let started = async {
+        let keys = keys?;
+        if !job_is_function {
+          return Err(LockError::invalid("\"job\" must be a function"));
+        }
+        let on_end = end.clone();
+        let notify = move |error: LockError| on_end.settle(Err(error));
+        engine
+          .clone()
+          .unless_closed(HeldLease::acquire(engine, keys, args?, notify))
+          .await
       };
-      let lease = engine
-        .clone()
-        .unless_closed(HeldLease::acquire(engine, keys, args?, notify))
-        .await?;
-      Ok(ExecuteLease {
-        lease: Mutex::new(Some(lease)),
-      })
+      match started.await {
+        Ok(lease) => Ok(value(ExecuteLease {
+          lease: Mutex::new(Some(lease)),
+          calls,
+          end,
+        })),
+        Err(error) => {
+          end.settle(Ok(Payload::Nothing));
+          Err(error)
+        }
+      }
     })
   }
 
   /// Stops renewals, aborts running jobs' signals and closes the connection.
   #[napi]
   pub fn close(&self) {
+    // The logger stays registered until the service is dropped: lines
+    // already on their way to it (e.g. the last release) still arrive.
     self.engine.close();
-    node_log::unregister(self.engine.id());
   }
 
   /// Counters and wait times since the service was created.
@@ -415,10 +418,27 @@ pub struct NativeStats {
   pub wait_max_ms: f64,
 }
 
+/// The end of one `execute` lease, told to JS exactly once.
+struct LeaseEnd {
+  id: u32,
+  calls: Arc<Completions>,
+  settled: AtomicBool,
+}
+
+impl LeaseEnd {
+  fn settle(&self, outcome: LockResult<Payload>) {
+    if !self.settled.swap(true, Ordering::AcqRel) {
+      self.calls.settle(self.id, outcome);
+    }
+  }
+}
+
 /// Keys held by one `execute` call.
 #[napi]
 pub struct ExecuteLease {
   lease: Mutex<Option<HeldLease>>,
+  calls: Arc<Completions>,
+  end: Arc<LeaseEnd>,
 }
 
 #[napi]
@@ -447,19 +467,22 @@ impl ExecuteLease {
       .map(read)
   }
 
-  /// Releases the keys; rejects with `LOCK_LOST` (or `CLOSED`) if the lease ended early.
+  /// Releases the keys; settles `id` with `LOCK_LOST` (or `CLOSED`) if the lease ended early.
   #[napi]
-  pub fn finish<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+  pub fn finish(&self, env: Env, id: u32) -> Result<()> {
     let lease = self
       .lease
       .lock()
       .unwrap_or_else(|poisoned| poisoned.into_inner())
       .take();
-    settle(env, async move {
-      match lease {
+    let end = self.end.clone();
+    self.calls.spawn(&env, id, async move {
+      let finished = match lease {
         Some(lease) => lease.finish().await,
         None => Ok(()),
-      }
+      };
+      end.settle(Ok(Payload::Nothing));
+      finished.map(|_| Payload::Nothing)
     })
   }
 }
