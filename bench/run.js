@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 'use strict'
 // Side-by-side benchmark: ferrolock vs @medusajs/locking-redis, same run, same
-// throwaway Redis. See bench/README.md.
+// throwaway Redis; and ferrolock on a throwaway Redis Cluster (W2, W3) against
+// ferrolock on the standalone one. See bench/README.md.
 //
-//   node bench/run.js [--reps N] [--quick] [--only W1,W3] [--contenders a,b,c] [--ferrolock DIR]
+//   node bench/run.js [--reps N] [--quick] [--only W1,W3] [--contenders a,b,c] [--cluster | --no-cluster] [--ferrolock DIR]
 
 const { fork, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -11,19 +12,23 @@ const os = require('node:os')
 const path = require('node:path')
 const crypto = require('node:crypto')
 const { startRedis } = require('../scripts/redis-server')
-const { now, CONTENDERS, probeConnection, purgeNamespace, procCpuMs, median, ferrolockDir, addonInfo } = require('./lib/common')
+const { startCluster } = require('../scripts/redis-topologies')
+const { now, CONTENDERS, isClusterContender, probeConnection, purgeNamespace, procsCpuMs, median, ferrolockDir, addonInfo } = require('./lib/common')
 const { analyzeHot } = require('./lib/hot')
 
 const ROOT = path.join(__dirname, '..')
 const WORKER = path.join(__dirname, 'worker.js')
 const RESULTS_DIR = path.join(__dirname, 'results')
 const BASELINE = 'medusa'
+// The cluster rows compare ferrolock on the cluster with ferrolock on the standalone Redis.
+const CLUSTER = 'ferrolock-cluster'
+const CLUSTER_REFERENCE = 'ferrolock'
 const CHILD_TIMEOUT_MS = 180_000
 
 // ---------------------------------------------------------------- arguments
 
 function parseArgs(argv) {
-  const args = { reps: undefined, quick: false, only: null, contenders: Object.keys(CONTENDERS) }
+  const args = { reps: undefined, quick: false, only: null, contenders: Object.keys(CONTENDERS), cluster: undefined }
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split(/=(.*)/s)
     const value = () => {
@@ -41,15 +46,24 @@ function parseArgs(argv) {
       for (const c of args.contenders) {
         if (!CONTENDERS[c]) throw new Error(`unknown contender "${c}" (known: ${Object.keys(CONTENDERS).join(', ')})`)
       }
-    } else if (flag === '--ferrolock') {
+    } else if (flag === '--cluster') args.cluster = true
+    else if (flag === '--no-cluster') args.cluster = false
+    else if (flag === '--ferrolock') {
       // Another build of the package (a directory with index.js and its .node); the workers inherit it.
       process.env.FERROLOCK_PACKAGE = path.resolve(value())
     } else if (flag === '--help' || flag === '-h') {
-      console.log('usage: node bench/run.js [--reps N] [--quick] [--only W1,W3,...] [--contenders ferrolock,medusa,medusa-5/200] [--ferrolock DIR]')
+      console.log(
+        'usage: node bench/run.js [--reps N] [--quick] [--only W1,W3,...] [--contenders ferrolock,medusa,medusa-5/200,ferrolock-cluster] [--cluster | --no-cluster] [--ferrolock DIR]\n' +
+          '  --cluster     add ferrolock-cluster (ferrolock on a 3-master + 3-replica Redis Cluster; runs W2 and W3 only)\n' +
+          '  --no-cluster  leave it out (no cluster is started)',
+      )
       process.exit(0)
     } else throw new Error(`unknown argument ${argv[i]}`)
   }
   args.reps ??= args.quick ? 1 : 3
+  if (args.cluster === true && !args.contenders.includes(CLUSTER)) args.contenders.push(CLUSTER)
+  if (args.cluster === false) args.contenders = args.contenders.filter((c) => !isClusterContender(c))
+  if (args.contenders.length === 0) throw new Error('no contenders left')
   return args
 }
 
@@ -61,6 +75,7 @@ const PAIR_METRICS = [
   ['p99Us', 'p99 µs/pair', 'lower'],
   ['nodeCpuUsPerOp', 'Node CPU µs/pair', 'lower'],
   ['redisCpuUsPerOp', 'Redis CPU µs/pair', 'lower'],
+  ['redisMastersCpuUsPerOp', 'Redis CPU µs/pair, cluster masters only', 'lower', 'median', 'cluster'],
 ]
 const HOT_METRICS = [
   ['executesPerSec', 'executes/s', 'higher'],
@@ -74,6 +89,7 @@ const HOT_METRICS = [
   ['timeouts', 'timeouts (sum of reps)', 'lower', 'sum'],
   ['nodeCpuUsPerOp', 'Node CPU µs/execute', 'lower'],
   ['redisCpuUsPerOp', 'Redis CPU µs/execute', 'lower'],
+  ['redisMastersCpuUsPerOp', 'Redis CPU µs/execute, cluster masters only', 'lower', 'median', 'cluster'],
 ]
 const MULTI_METRICS = [
   ['opsPerSec', 'executes/s', 'higher'],
@@ -98,9 +114,9 @@ function workloads(quick) {
   const locks = quick ? 20_000 : 100_000
   return [
     { id: 'W1', title: 'acquire+release, distinct keys, concurrency 1', role: 'pairs', params: { concurrency: 1, ...loop }, metrics: PAIR_METRICS },
-    { id: 'W2', title: 'acquire+release, distinct keys, concurrency 64', role: 'pairs', params: { concurrency: 64, ...loop }, metrics: PAIR_METRICS },
-    { id: 'W3-immediate', title: 'execute, 1 hot key, 16 callers in 1 process, immediate job', role: 'hot', params: { callers: 16, jobMs: 0, timeoutS: 30, ...hot }, metrics: HOT_METRICS },
-    { id: 'W3-1ms', title: 'execute, 1 hot key, 16 callers in 1 process, 1 ms job', role: 'hot', params: { callers: 16, jobMs: 1, timeoutS: 30, ...hot }, metrics: HOT_METRICS },
+    { id: 'W2', title: 'acquire+release, distinct keys, concurrency 64', role: 'pairs', cluster: true, params: { concurrency: 64, ...loop }, metrics: PAIR_METRICS },
+    { id: 'W3-immediate', title: 'execute, 1 hot key, 16 callers in 1 process, immediate job', role: 'hot', cluster: true, params: { callers: 16, jobMs: 0, timeoutS: 30, ...hot }, metrics: HOT_METRICS },
+    { id: 'W3-1ms', title: 'execute, 1 hot key, 16 callers in 1 process, 1 ms job', role: 'hot', cluster: true, params: { callers: 16, jobMs: 1, timeoutS: 30, ...hot }, metrics: HOT_METRICS },
     { id: 'W4-immediate', title: 'execute, 1 hot key, 4 processes x 4 callers, immediate job', role: 'hot4', params: { processes: 4, callers: 4, jobMs: 0, timeoutS: 30, ...hot }, metrics: HOT_METRICS },
     { id: 'W4-1ms', title: 'execute, 1 hot key, 4 processes x 4 callers, 1 ms job', role: 'hot4', params: { processes: 4, callers: 4, jobMs: 1, timeoutS: 30, ...hot }, metrics: HOT_METRICS },
     { id: 'W5', title: 'execute on 10 keys (disjoint per caller), concurrency 16, immediate job', role: 'multiKey', params: { concurrency: 16, keysPerCall: 10, poolSize: 1000, timeoutS: 30, ...loop }, metrics: MULTI_METRICS },
@@ -141,7 +157,7 @@ function spawnWorker(cfg, onMessage = () => {}) {
  * W4: four processes, four callers each, one hot key. The processes share a
  * start time; jobs are merged on performance.timeOrigin + performance.now().
  */
-async function runHotProcesses(base, wl, redis) {
+async function runHotProcesses(base, wl) {
   const { processes, warmMs, windowMs } = wl.params
   const readyWaiters = []
   const pongWaiters = []
@@ -179,8 +195,8 @@ async function runHotProcesses(base, wl, redis) {
     const we = ws + windowMs
     let redisA
     let redisB
-    setTimeout(() => (redisA = procCpuMs(redis.pid, base.clkTck)), ws - now())
-    setTimeout(() => (redisB = procCpuMs(redis.pid, base.clkTck)), we - now())
+    setTimeout(() => (redisA = procsCpuMs(base.redisPids, base.clkTck)), ws - now())
+    setTimeout(() => (redisB = procsCpuMs(base.redisPids, base.clkTck)), we - now())
     for (const w of workers) w.child.send({ type: 'go', t0, warmMs, windowMs })
     const reports = await Promise.all(workers.map((w) => w.result))
     const analysis = analyzeHot({
@@ -283,6 +299,10 @@ async function main() {
     plan = plan.filter((wl) => args.only.some((o) => wl.id.toUpperCase() === o || wl.id.toUpperCase().startsWith(`${o}-`)))
     if (plan.length === 0) throw new Error(`--only ${args.only.join(',')} matches no workload (W1..W6)`)
   }
+  // The cluster contender runs only the workloads marked `cluster`; without one in the plan it is dropped.
+  const runsOn = (wl, c) => !isClusterContender(c) || wl.cluster === true
+  const contenders = args.contenders.filter((c) => plan.some((wl) => runsOn(wl, c)))
+  const clusterContenders = contenders.filter(isClusterContender)
   const clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
   const machine = machineInfo()
   const runId = crypto.randomBytes(3).toString('hex')
@@ -290,15 +310,39 @@ async function main() {
 
   const redis = await startRedis()
   const probe = probeConnection(redis.url)
-  log(`redis-server pid ${redis.pid} on port ${redis.port}; contenders ${args.contenders.join(', ')}; ${args.reps} rep(s); ${plan.map((w) => w.id).join(' ')}`)
-  const base = (contender, namespace) => ({ contender, url: redis.url, namespace, redisPid: redis.pid, clkTck })
+  log(`redis-server pid ${redis.pid} on port ${redis.port}; contenders ${contenders.join(', ')}; ${args.reps} rep(s); ${plan.map((w) => w.id).join(' ')}`)
+  // The cluster lives for the whole run (idle while the standalone contenders run).
+  let cluster = null
+  let clusterProbe = null
+  let clusterMasterPids = null
+  if (clusterContenders.length) {
+    try {
+      cluster = await startCluster()
+      clusterMasterPids = (await cluster.masters()).map((n) => n.pid)
+      clusterProbe = probeConnection(cluster.urls)
+    } catch (err) {
+      probe.disconnect()
+      await cluster?.stop()
+      await redis.stop()
+      throw err
+    }
+    machine.redisCluster = {
+      nodes: cluster.nodes.map((n) => ({ port: n.port, pid: n.pid, role: clusterMasterPids.includes(n.pid) ? 'master' : 'replica' })),
+      startedBy: 'scripts/redis-topologies.js startCluster (redis-cli --cluster create --cluster-replicas 1)',
+    }
+    log(`redis cluster: masters on ports ${cluster.nodes.filter((n) => clusterMasterPids.includes(n.pid)).map((n) => n.port).join(', ')}, replicas on ${cluster.nodes.filter((n) => !clusterMasterPids.includes(n.pid)).map((n) => n.port).join(', ')}`)
+  }
+  const base = (contender, namespace) =>
+    isClusterContender(contender)
+      ? { contender, url: cluster.urls[0], clusterNodes: cluster.urls, namespace, redisPids: cluster.nodes.map((n) => n.pid), redisMasterPids: clusterMasterPids, clkTck }
+      : { contender, url: redis.url, namespace, redisPids: [redis.pid], clkTck }
   const warnings = []
-  if (args.contenders.includes('ferrolock') && machine.ferrolockAddon.some((a) => a.debugBuild)) {
+  if (contenders.some((c) => CONTENDERS[c].impl === 'ferrolock') && machine.ferrolockAddon.some((a) => a.debugBuild)) {
     warnings.push(`ferrolock's addon ${machine.ferrolockAddon.map((a) => a.file).join(', ')} is a DEBUG build: its figures say little about a release build (npm run build)`)
     log(`WARNING: ${warnings.at(-1)}`)
   }
-  const cleanUp = async (namespace, label) => {
-    const n = await purgeNamespace(probe, namespace)
+  const cleanUp = async (contender, namespace, label) => {
+    const n = await purgeNamespace(isClusterContender(contender) ? clusterProbe : probe, namespace)
     if (n) warnings.push(`${label}: the harness had to DEL ${n} key(s) left in ${namespace}`)
     return n
   }
@@ -310,7 +354,7 @@ async function main() {
     reps: args.reps,
     baseline: BASELINE,
     machine,
-    contenders: Object.fromEntries(args.contenders.map((c) => [c, CONTENDERS[c]])),
+    contenders: Object.fromEntries(contenders.map((c) => [c, CONTENDERS[c]])),
     precheck: {},
     workloads: {},
     warnings,
@@ -318,10 +362,10 @@ async function main() {
 
   try {
     // Correctness first: a contender that does not exclude is not benchmarked.
-    for (const [i, c] of args.contenders.entries()) {
+    for (const [i, c] of contenders.entries()) {
       const ns = `bench:${runId}:pre:${i}:`
       const result = await spawnWorker({ ...base(c, ns), role: 'precheck', params: { callers: 16, perCaller: 8 } }).result
-      await cleanUp(ns, `precheck ${c}`)
+      await cleanUp(c, ns, `precheck ${c}`)
       output.precheck[c] = result
       log(`pre-check ${c}: ${result.ok ? 'ok' : 'FAILED'} (${result.executes} executes, max ${result.maxInJob} in job at once)`)
       if (!result.ok) {
@@ -331,17 +375,21 @@ async function main() {
     }
 
     if (!output.aborted) {
-      for (const wl of plan) output.workloads[wl.id] = { title: wl.title, params: wl.params, runs: Object.fromEntries(args.contenders.map((c) => [c, []])) }
+      for (const wl of plan) {
+        const on = contenders.filter((c) => runsOn(wl, c))
+        output.workloads[wl.id] = { title: wl.title, params: wl.params, runs: Object.fromEntries(on.map((c) => [c, []])) }
+      }
       for (let rep = 1; rep <= args.reps; rep++) {
         for (const wl of plan) {
-          for (const [i, c] of args.contenders.entries()) {
+          for (const [i, c] of contenders.entries()) {
+            if (!runsOn(wl, c)) continue
             const ns = `bench:${runId}:r${rep}:${i}:${wl.id}:`
             const t = now()
             let result
-            if (wl.role === 'hot4') result = await runHotProcesses(base(c, ns), wl, redis)
+            if (wl.role === 'hot4') result = await runHotProcesses(base(c, ns), wl)
             else result = await spawnWorker({ ...base(c, ns), role: wl.role, params: wl.params }).result
             const label = `${wl.id} rep ${rep} ${c}`
-            result.keysDeletedByHarness = await cleanUp(ns, label)
+            result.keysDeletedByHarness = await cleanUp(c, ns, label)
             if (result.leftoverKeys) warnings.push(`${label}: ${result.leftoverKeys} key(s) still locked after the run`)
             if (result.overlaps) warnings.push(`${label}: ${result.overlaps} overlapping critical sections (timestamps)`)
             if (result.maxInJob > 1) warnings.push(`${label}: ${result.maxInJob} jobs at once in one process`)
@@ -355,14 +403,16 @@ async function main() {
         }
       }
 
-      // Medians of the per-rep figures, and ratios against Medusa's defaults.
+      // Medians of the per-rep figures, and ratios against Medusa's defaults (and, for the
+      // cluster contender, against ferrolock on the standalone Redis).
       for (const wl of plan) {
         const entry = output.workloads[wl.id]
+        const on = Object.keys(entry.runs)
         entry.metrics = wl.metrics.map(([key, label, better, agg]) => ({ key, label, better, aggregate: agg ?? 'median' }))
         entry.medians = {}
         entry.ranges = {}
         entry.ratiosVsMedusa = {}
-        for (const c of args.contenders) {
+        for (const c of on) {
           entry.medians[c] = {}
           entry.ranges[c] = {}
           for (const [key, , , agg] of wl.metrics) {
@@ -373,15 +423,21 @@ async function main() {
           }
         }
         if (entry.medians[BASELINE]) {
-          for (const c of args.contenders) {
+          for (const c of on) {
             entry.ratiosVsMedusa[c] = {}
             for (const [key] of wl.metrics) entry.ratiosVsMedusa[c][key] = ratio(entry.medians[c][key], entry.medians[BASELINE][key])
           }
+        }
+        if (entry.medians[CLUSTER] && entry.medians[CLUSTER_REFERENCE]) {
+          entry.ratiosClusterVsStandalone = {}
+          for (const [key] of wl.metrics) entry.ratiosClusterVsStandalone[key] = ratio(entry.medians[CLUSTER][key], entry.medians[CLUSTER_REFERENCE][key])
         }
       }
     }
   } finally {
     probe.disconnect()
+    clusterProbe?.disconnect()
+    await cluster?.stop()
     await redis.stop()
   }
 
@@ -399,21 +455,37 @@ async function main() {
   }
   fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(output, null, 2)}\n`)
 
-  // The table: medians over reps (sums for timeouts); ratio = ferrolock / medusa.
-  const cols = args.contenders
-  const rows = [['workload', 'metric', ...cols, 'ferrolock vs medusa']]
+  // The table: medians over reps (sums for timeouts); ratio = ferrolock / medusa, and
+  // ferrolock-cluster / ferrolock (standalone) when the cluster contender ran.
+  const cols = contenders
+  const withCluster = contenders.includes(CLUSTER)
+  const rows = [['workload', 'metric', ...cols, 'ferrolock vs medusa', ...(withCluster ? ['cluster vs standalone'] : [])]]
+  const times = (r) => (r === null || r === undefined ? '–' : `${fmt(r)}×`)
   for (const wl of plan) {
     const entry = output.workloads[wl.id]
-    wl.metrics.forEach(([key, label, better], n) => {
-      const r = entry.ratiosVsMedusa.ferrolock?.[key]
+    const clusterRan = Boolean(entry.medians[CLUSTER])
+    let n = 0
+    for (const [key, label, better, , only] of wl.metrics) {
+      if (only === 'cluster' && !clusterRan) continue
       const arrow = better === 'higher' ? ' (↑)' : better === 'lower' ? ' (↓)' : ''
-      rows.push([n === 0 ? wl.id : '', label + arrow, ...cols.map((c) => fmt(entry.medians[c][key])), r === null || r === undefined ? '–' : `${fmt(r)}×`])
-    })
+      rows.push([
+        n++ === 0 ? wl.id : '',
+        label + arrow,
+        ...cols.map((c) => (entry.medians[c] ? fmt(entry.medians[c][key]) : 'n/a')),
+        times(entry.ratiosVsMedusa.ferrolock?.[key]),
+        ...(withCluster ? [times(entry.ratiosClusterVsStandalone?.[key])] : []),
+      ])
+    }
   }
   console.log('')
   const build = machine.ferrolockAddon.some((a) => a.debugBuild) ? 'DEBUG build' : 'release build'
   console.log(`ferrolock ${machine.ferrolock} (${build} at ${machine.ferrolockPackage}; repo ${machine.repoCommit?.slice(0, 8)}${machine.repoWorktreeDirty ? ', dirty' : ''}) vs @medusajs/locking-redis ${machine.medusaLockingRedis}; ${machine.redisServer?.split(' ').slice(0, 3).join(' ')}; node ${machine.node}; ${machine.cpus} CPUs`)
   console.log(`medians of ${args.reps} rep(s)${args.quick ? ' (quick)' : ''}; (↑)/(↓): higher/lower is better; ratio = ferrolock ÷ medusa (defaults)`)
+  if (withCluster) {
+    console.log(`${CLUSTER}: ferrolock on a Redis Cluster of 3 masters + 3 replicas on this machine, W2 and W3 only (n/a elsewhere); "cluster vs standalone" = ${CLUSTER} ÷ ${CLUSTER_REFERENCE} (standalone).`)
+    console.log(`  Medusa has no cluster figure: @medusajs/locking-redis takes one \`new Redis(url)\` and cannot run on a cluster; its columns are standalone, kept as the reference.`)
+    console.log(`  ${CLUSTER}'s Redis CPU is the sum over all 6 cluster processes (replicas included); the "masters only" row is the 3 masters' share.`)
+  }
   for (const wl of plan) console.log(`  ${wl.id}: ${output.workloads[wl.id].title}`)
   console.log('')
   console.log(table(rows))

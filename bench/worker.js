@@ -5,7 +5,9 @@
 // contenders from sharing a heap, timers or CPU counters (Medusa's execute
 // leaves a `timeout`-long timer behind per call, for instance).
 //
-// argv[2]: JSON { role, contender, url, namespace, redisPid, clkTck, params }.
+// argv[2]: JSON { role, contender, url, clusterNodes?, namespace, redisPids,
+// redisMasterPids?, clkTck, params }. `clusterNodes` is set for the contenders
+// that run on the Redis Cluster; `redisPids` are then all its nodes' pids.
 
 const { setTimeout: sleepP } = require('node:timers/promises')
 const {
@@ -13,7 +15,7 @@ const {
   connectContender,
   probeConnection,
   scanNamespace,
-  procCpuMs,
+  procsCpuMs,
   nodeCpuUs,
   percentile,
   sleep,
@@ -25,7 +27,9 @@ const HOT_KEY = 'hot'
 const OWNER = 'bench-owner'
 
 function snapshot() {
-  return { t: now(), cpuUs: nodeCpuUs(), redisMs: procCpuMs(cfg.redisPid, cfg.clkTck) }
+  const snap = { t: now(), cpuUs: nodeCpuUs(), redisMs: procsCpuMs(cfg.redisPids, cfg.clkTck) }
+  if (cfg.redisMasterPids) snap.redisMastersMs = procsCpuMs(cfg.redisMasterPids, cfg.clkTck)
+  return snap
 }
 
 /** Calls `fn` at absolute time `at` (common.now() ms). */
@@ -34,12 +38,18 @@ function at(time, fn) {
 }
 
 function cpuPerOp(a, b, ops) {
-  return {
+  const out = {
     nodeCpuUsPerOp: ops ? (b.cpuUs - a.cpuUs) / ops : null,
     redisCpuUsPerOp: ops ? ((b.redisMs - a.redisMs) * 1000) / ops : null,
     nodeCpuMs: (b.cpuUs - a.cpuUs) / 1000,
     redisCpuMs: b.redisMs - a.redisMs,
   }
+  // On the cluster, redisCpu* covers all its nodes (masters and replicas); this is the masters' share.
+  if (a.redisMastersMs !== undefined) {
+    out.redisMastersCpuUsPerOp = ops ? ((b.redisMastersMs - a.redisMastersMs) * 1000) / ops : null
+    out.redisMastersCpuMs = b.redisMastersMs - a.redisMastersMs
+  }
+  return out
 }
 
 /**
@@ -358,7 +368,7 @@ async function main() {
   const role = ROLES[cfg.role]
   if (!role) throw new Error(`unknown role ${cfg.role}`)
   const lock = await connectContender(cfg.contender, cfg)
-  const probe = probeConnection(cfg.url)
+  const probe = probeConnection(cfg.clusterNodes ?? cfg.url)
   const result = await role(lock, probe)
   // What the run itself left behind (the parent then deletes the namespace anyway).
   result.leftoverKeys = (await scanNamespace(probe, cfg.namespace)).length

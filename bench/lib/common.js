@@ -17,12 +17,20 @@ const MEDUSA_PROVIDER_PATH = require.resolve('@medusajs/locking-redis/dist/servi
  * The contenders. `medusa` is @medusajs/locking-redis with its defaults
  * (defaultRetryInterval 20 ms, maximumRetryInterval 1000 ms, backoffFactor 2);
  * `medusa-5/200` passes the retry settings Medusa's documentation lists.
+ * `ferrolock-cluster` is ferrolock with its defaults on a Redis Cluster of 3
+ * masters + 3 replicas (`clusterNodes`); it runs only the workloads marked
+ * `cluster` in bench/run.js. Medusa cannot run on a cluster: its provider
+ * takes one `new Redis(url)`.
  */
 const CONTENDERS = {
   ferrolock: { impl: 'ferrolock', options: {} },
   medusa: { impl: 'medusa', options: {} },
   'medusa-5/200': { impl: 'medusa', options: { defaultRetryInterval: 5, maximumRetryInterval: 200 } },
+  'ferrolock-cluster': { impl: 'ferrolock', options: {}, topology: 'cluster' },
 }
+
+/** Whether a contender runs against the Redis Cluster rather than the standalone Redis. */
+const isClusterContender = (name) => CONTENDERS[name]?.topology === 'cluster'
 
 const TIMEOUT_MESSAGE = 'Timed-out acquiring lock.'
 
@@ -30,12 +38,14 @@ const TIMEOUT_MESSAGE = 'Timed-out acquiring lock.'
  * Connects one contender and returns the four lock calls plus `close()` and
  * `isTimeout(error)`. The methods are called exactly as a user would call them.
  */
-async function connectContender(name, { url, namespace }) {
+async function connectContender(name, { url, clusterNodes, namespace }) {
   const spec = CONTENDERS[name]
   if (!spec) throw new Error(`unknown contender "${name}" (known: ${Object.keys(CONTENDERS).join(', ')})`)
+  if (spec.topology === 'cluster' && !clusterNodes?.length) throw new Error(`contender ${name} needs the cluster's node URLs`)
   if (spec.impl === 'ferrolock') {
     const { LockingModuleService } = require(ferrolockDir())
-    const svc = await LockingModuleService.connect({ redisUrl: url, namespace, ...spec.options })
+    const target = spec.topology === 'cluster' ? { clusterNodes } : { redisUrl: url }
+    const svc = await LockingModuleService.connect({ ...target, namespace, ...spec.options })
     return {
       name,
       acquire: (keys, args) => svc.acquire(keys, args),
@@ -63,14 +73,17 @@ async function connectContender(name, { url, namespace }) {
   }
 }
 
-/** A plain ioredis connection for measuring (INFO, SCAN, GET), never used by a contender. */
-function probeConnection(url) {
+/**
+ * A plain ioredis connection for measuring (INFO, SCAN, GET), never used by a
+ * contender: to one Redis (a URL), or an ioredis Cluster (an array of node URLs).
+ */
+function probeConnection(target) {
   const Redis = require('ioredis')
-  return new Redis(url)
+  return Array.isArray(target) ? new Redis.Cluster(target) : new Redis(target)
 }
 
-/** Every key of `namespace` (SCAN; the namespaces used here have no glob characters). */
-async function scanNamespace(redis, namespace) {
+/** Every key of `namespace` on one node (SCAN; the namespaces used here have no glob characters). */
+async function scanNode(redis, namespace) {
   if (/[*?[\]\\]/.test(namespace)) throw new Error(`namespace with glob characters: ${namespace}`)
   const keys = []
   let cursor = '0'
@@ -82,9 +95,40 @@ async function scanNamespace(redis, namespace) {
   return keys
 }
 
+/** The master connections of an ioredis Cluster, once its slot map is known. */
+async function clusterMasters(cluster) {
+  if (cluster.status !== 'ready') await new Promise((resolve, reject) => {
+    cluster.once('ready', resolve)
+    cluster.once('error', reject)
+  })
+  return cluster.nodes('master')
+}
+
+/** Every key of `namespace`: on the one Redis, or on every master of a cluster. */
+async function scanNamespace(redis, namespace) {
+  if (!redis.isCluster) return scanNode(redis, namespace)
+  const keys = []
+  for (const node of await clusterMasters(redis)) keys.push(...(await scanNode(node, namespace)))
+  return keys
+}
+
 /** DELs (UNLINKs) every key of `namespace`; resolves to how many there were. */
 async function purgeNamespace(redis, namespace) {
-  const keys = await scanNamespace(redis, namespace)
+  if (redis.isCluster) {
+    // One UNLINK per key, on the master that holds it (several keys in one call would be CROSSSLOT).
+    let n = 0
+    for (const node of await clusterMasters(redis)) {
+      const keys = await scanNode(node, namespace)
+      for (let i = 0; i < keys.length; i += 1000) {
+        const pipeline = node.pipeline()
+        for (const key of keys.slice(i, i + 1000)) pipeline.unlink(key)
+        await pipeline.exec()
+      }
+      n += keys.length
+    }
+    return n
+  }
+  const keys = await scanNode(redis, namespace)
   for (let i = 0; i < keys.length; i += 1000) await redis.unlink(...keys.slice(i, i + 1000))
   return keys.length
 }
@@ -95,6 +139,11 @@ function procCpuMs(pid, clkTck) {
   // Fields after "(comm)": state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / clkTck
+}
+
+/** utime + stime of several processes (a cluster's nodes), summed, in ms. */
+function procsCpuMs(pids, clkTck) {
+  return pids.reduce((sum, pid) => sum + procCpuMs(pid, clkTck), 0)
 }
 
 /** process.cpuUsage() in µs (user + system; includes the addon's native threads). */
@@ -124,11 +173,13 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, m
 module.exports = {
   now,
   CONTENDERS,
+  isClusterContender,
   connectContender,
   probeConnection,
   scanNamespace,
   purgeNamespace,
   procCpuMs,
+  procsCpuMs,
   nodeCpuUs,
   percentile,
   median,
