@@ -108,6 +108,22 @@ for (const [name, kind] of Object.entries(topologies)) {
       await service.close()
     })
 
+    test('listLocks and fencing tokens cover every master', async () => {
+      const namespace = ns()
+      const service = await LockingModuleService.connect({ ...kind.options(topology), namespace })
+      const keys = Array.from({ length: 12 }, (_, i) => `fenced-${i}`)
+      const first = await service.acquire(keys, { ownerId: 'me', expire: 30 })
+      assert.deepEqual(Object.keys(first), keys)
+      const listed = (await service.listLocks()).map((lock) => lock.key).sort()
+      assert.deepEqual(listed, [...keys].sort())
+      assert.deepEqual((await service.listLocks({ ownerId: 'me', pattern: 'fenced-1*' })).map((l) => l.key).sort(), ['fenced-1', 'fenced-10', 'fenced-11'])
+      await service.release(keys, { ownerId: 'me' })
+      const second = await service.acquire(keys, { ownerId: 'other', expire: 30 })
+      for (const key of keys) assert.ok(second[key] > first[key], `${key}: ${second[key]} > ${first[key]}`)
+      await service.releaseAll({ ownerId: 'other' })
+      await service.close()
+    })
+
     test('multi-key acquire spanning every master is all-or-nothing, with no CROSSSLOT error', async () => {
       const namespace = ns()
       const service = await LockingModuleService.connect({ ...kind.options(topology), namespace })
