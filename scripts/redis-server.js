@@ -7,6 +7,7 @@ const { spawn, spawnSync, execFile } = require('node:child_process')
 const fs = require('node:fs')
 const net = require('node:net')
 const os = require('node:os')
+const tls = require('node:tls')
 const path = require('node:path')
 
 const READY_TIMEOUT_MS = 10_000
@@ -45,10 +46,22 @@ function freePort() {
   })
 }
 
-/** Resolves once a Redis answers PING on 127.0.0.1:port (+PONG, or NOAUTH when it requires a password). */
-function ping(port, timeoutMs = 500) {
+/**
+ * Resolves once a Redis answers PING on 127.0.0.1:port (+PONG, or NOAUTH when
+ * it requires a password). With `tlsFiles` ({ cert, key } of a client, both
+ * optional), over TLS without checking the server's certificate.
+ */
+function ping(port, timeoutMs = 500, tlsFiles) {
   return new Promise((resolve) => {
-    const socket = net.connect({ port, host: '127.0.0.1' })
+    const socket = tlsFiles
+      ? tls.connect({
+          port,
+          host: '127.0.0.1',
+          rejectUnauthorized: false,
+          cert: tlsFiles.clientCert && fs.readFileSync(tlsFiles.clientCert),
+          key: tlsFiles.clientKey && fs.readFileSync(tlsFiles.clientKey),
+        })
+      : net.connect({ port, host: '127.0.0.1' })
     let reply = ''
     const done = (ok) => {
       socket.destroy()
@@ -56,7 +69,7 @@ function ping(port, timeoutMs = 500) {
     }
     socket.setTimeout(timeoutMs, () => done(false))
     socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on(tlsFiles ? 'secureConnect' : 'connect', () => socket.write('PING\r\n'))
     socket.on('data', (chunk) => {
       reply += chunk
       if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'))
@@ -76,9 +89,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
  * Spawns redis-server on `port` in `dir` and waits for PING.
  * Resolves to the child, or rejects (after killing it) with the log tail.
  */
-async function spawnServer({ port, dir, args, conf }) {
+async function spawnServer({ port, dir, args, conf, tls: tlsFiles }) {
   // Else the PING below could be answered by someone else's server.
-  if (await ping(port)) throw new Error(`port ${port} is already taken by a Redis`)
+  if ((await ping(port)) || (tlsFiles && (await ping(port, 500, tlsFiles)))) {
+    throw new Error(`port ${port} is already taken by a Redis`)
+  }
   const logFile = path.join(dir, 'redis.log')
   const argv = []
   if (conf !== undefined) {
@@ -86,8 +101,18 @@ async function spawnServer({ port, dir, args, conf }) {
     fs.writeFileSync(confFile, conf)
     argv.push(confFile)
   }
+  const listen = tlsFiles
+    ? [
+        '--port', '0',
+        '--tls-port', String(port),
+        '--tls-cert-file', tlsFiles.cert,
+        '--tls-key-file', tlsFiles.key,
+        '--tls-ca-cert-file', tlsFiles.ca,
+        '--tls-auth-clients', tlsFiles.authClients ? 'yes' : 'no',
+      ]
+    : ['--port', String(port)]
   argv.push(
-    '--port', String(port),
+    ...listen,
     '--bind', '127.0.0.1',
     '--save', '',
     '--appendonly', 'no',
@@ -115,7 +140,7 @@ async function spawnServer({ port, dir, args, conf }) {
   while (Date.now() < deadline) {
     if (spawnError) throw new Error(`cannot run redis-server: ${spawnError.message}`)
     if (exited) break
-    if (await ping(port)) return child
+    if (await ping(port, 500, tlsFiles)) return child
     await sleep(25)
   }
   try {
@@ -155,16 +180,19 @@ function isAlive(pid) {
  *
  * Options: `port` (default: a free one), `args` (extra redis-server
  * arguments, e.g. `['--cluster-enabled', 'yes']`), `conf` (text written to
- * redis.conf and passed first, for sentinel and friends).
+ * redis.conf and passed first, for sentinel and friends), `tls` (PEM file
+ * paths `{ cert, key, ca }`, plus `authClients: true` and the `clientCert`
+ * and `clientKey` it then takes): the server listens on `port` with TLS
+ * only, `url` is `rediss://…` and `cli()` speaks TLS.
  */
-async function startRedis({ port, args = [], conf } = {}) {
+async function startRedis({ port, args = [], conf, tls: tlsFiles } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrolock-redis-'))
   let child
   // A free port can be taken between the probe and redis' bind: try another.
   for (let attempt = 1; ; attempt++) {
     const tryPort = port ?? (await freePort())
     try {
-      child = await spawnServer({ port: tryPort, dir, args, conf })
+      child = await spawnServer({ port: tryPort, dir, args, conf, tls: tlsFiles })
       port = tryPort
       break
     } catch (err) {
@@ -177,15 +205,18 @@ async function startRedis({ port, args = [], conf } = {}) {
 
   const server = {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tlsFiles ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     dir,
     get pid() {
       return child.pid
     },
     /** Runs `redis-cli -p port ...args`; resolves to its trimmed stdout. */
     cli(...cliArgs) {
+      const tlsArgs = tlsFiles
+        ? ['--tls', '--cacert', tlsFiles.ca, ...(tlsFiles.clientCert ? ['--cert', tlsFiles.clientCert, '--key', tlsFiles.clientKey] : [])]
+        : []
       return new Promise((resolve, reject) => {
-        execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...cliArgs], (err, stdout, stderr) => {
+        execFile('redis-cli', [...tlsArgs, '-h', '127.0.0.1', '-p', String(port), ...cliArgs], (err, stdout, stderr) => {
           if (err) reject(new Error(`redis-cli ${cliArgs.join(' ')}: ${stderr || err.message}`))
           else resolve(stdout.trim())
         })
@@ -205,7 +236,7 @@ async function startRedis({ port, args = [], conf } = {}) {
       // The old socket may linger for a moment after kill -9.
       for (let attempt = 1; ; attempt++) {
         try {
-          child = await spawnServer({ port, dir, args, conf })
+          child = await spawnServer({ port, dir, args, conf, tls: tlsFiles })
           return server
         } catch (err) {
           if (attempt >= START_ATTEMPTS) throw err
