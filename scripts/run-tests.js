@@ -1,5 +1,5 @@
 'use strict'
-// `npm test`: the engine's Rust tests, then the node:test suites, one file at
+// `npm test`: the engine's Rust tests (all of them, --no-fail-fast), then the node:test suites, one file at
 // a time (each starts its own redis-server processes). Exits non-zero if
 // either fails. `--js-only` skips cargo; file arguments narrow the JS run.
 
@@ -27,7 +27,7 @@ function run(command, commandArgs) {
 }
 
 const failed = []
-if (!jsOnly && !run('cargo', ['test'])) failed.push('cargo test')
+if (!jsOnly && !run('cargo', ['test', '--no-fail-fast'])) failed.push('cargo test')
 if (!run(process.execPath, ['--test', '--test-concurrency=1', ...testFiles])) failed.push('node --test')
 
 if (failed.length > 0) {
