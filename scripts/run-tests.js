@@ -1,7 +1,8 @@
 'use strict'
-// `npm test`: the engine's Rust tests (all of them, --no-fail-fast), then the node:test suites, one file at
-// a time (each starts its own redis-server processes). Exits non-zero if
-// either fails. `--js-only` skips cargo; file arguments narrow the JS run.
+// `npm test`: the engine's Rust tests (every test binary, --no-fail-fast),
+// then the node:test suites, one file at a time (each starts its own
+// redis-server processes). Exits non-zero if either fails. `--js-only` skips
+// cargo; file arguments narrow the JS run.
 
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
