@@ -390,6 +390,7 @@ impl LockEngine {
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
   /// partial set, so callers passing keys in any order cannot deadlock;
   /// waiters are served in arrival order and woken when their turn comes.
+  #[tracing::instrument(level = "debug", name = "ferrolock.acquire", target = "ferrolock", skip_all, fields(service = self.id, ?keys, owner = owner.id()))]
   pub async fn acquire(
     &self,
     keys: &[String],
@@ -451,6 +452,7 @@ impl LockEngine {
     outcome
   }
 
+  #[tracing::instrument(level = "debug", name = "ferrolock.wait", target = "ferrolock", skip_all, fields(service = self.id))]
   async fn wait_for_keys(
     &self,
     groups: &[KeyGroup],
@@ -540,6 +542,7 @@ impl LockEngine {
   }
 
   /// Deletes each key `owner` holds; `true` when every key was released.
+  #[tracing::instrument(level = "debug", name = "ferrolock.release", target = "ferrolock", skip_all, fields(service = self.id, ?keys, owner = owner.id()))]
   pub async fn release(&self, keys: &[String], owner: Owner<'_>) -> LockResult<bool> {
     let mut released = 0;
     for group in self.key_groups(keys, owner) {
@@ -573,6 +576,7 @@ impl LockEngine {
   }
 
   /// Resets the lease of keys `owner` still holds. `Some(key)`: that key is no longer held.
+  #[tracing::instrument(level = "debug", name = "ferrolock.renew", target = "ferrolock", skip_all, fields(service = self.id, ?keys, owner = owner.id()))]
   pub async fn extend(&self, keys: &[String], owner: Owner<'_>, lease_ttl: Duration) -> LockResult<Option<String>> {
     let mut connection = self.connection().await?;
     for group in self.key_groups(keys, owner) {

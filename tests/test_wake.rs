@@ -203,8 +203,14 @@ async fn an_owner_holding_more_than_the_index_keeps_is_found_by_scanning() {
   let engine = server.engine(&[]);
   let mut redis = server.client();
   let many: Vec<String> = (0..130).map(|i| format!("bulk-{i}")).collect();
-  engine.acquire(&many[..100], named("bulk"), None, Wait::No).await.unwrap();
-  engine.acquire(&many[100..], named("bulk"), None, Wait::No).await.unwrap();
+  engine
+    .acquire(&many[..100], named("bulk"), None, Wait::No)
+    .await
+    .unwrap();
+  engine
+    .acquire(&many[100..], named("bulk"), None, Wait::No)
+    .await
+    .unwrap();
   let indexed: Vec<String> = redis.hkeys("ferrolock:o:{medusa_lock:}bulk").unwrap();
   assert_eq!(indexed.len(), 128, "127 keys and the overflow mark");
   assert!(indexed.contains(&String::new()));
