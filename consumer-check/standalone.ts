@@ -1,6 +1,6 @@
 // The standalone API as the README shows it, type-checked under `strict`.
 import { ERROR_CODES, LockingModuleService } from "ferrolock"
-import type { LockError, LockErrorCode, LockingOptions } from "ferrolock"
+import type { FencingTokens, LockError, LockErrorCode, LockInfo, LockingOptions, LockStats } from "ferrolock"
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
 function assertType<T extends true>(): void {}
@@ -36,6 +36,28 @@ export async function standalone(): Promise<void> {
   await locks.releaseAll({ ownerId: "worker-7" })
   // @ts-expect-error keys are strings
   await locks.acquire(7)
+
+  // Fencing tokens, listing, stats, metrics.
+  const tokens = await locks.acquire("cart_9", { ownerId: "worker-7" })
+  assertType<Equal<typeof tokens, FencingTokens>>()
+  const token: number | undefined = tokens["cart_9"]
+  void token
+  await locks.execute("cart_9", async (signal, grant) => {
+    const owner: string = grant.ownerId
+    const fence: number | undefined = grant.fencingTokens["cart_9"]
+    void owner, fence, signal
+  })
+  const held: LockInfo[] = await locks.listLocks({ ownerId: "worker-7", pattern: "cart_*", limit: 10 })
+  const holder: string | null = held[0]?.ownerId ?? null
+  void holder
+  const stats: LockStats = locks.stats()
+  const p99: number = stats.waits.p99Ms
+  void p99
+  const prometheus: string = locks.metrics()
+  void prometheus
+  // @ts-expect-error limit is a number
+  await locks.listLocks({ limit: "10" })
+  await LockingModuleService.connect({ redisUrl: "redis://localhost:6379" }, { logger: console, logLevel: "debug" })
 
   const ignored: string[] = locks.ignoredOptions
   void ignored
