@@ -31,9 +31,9 @@ const SLACK_MS = 1500
  */
 const MINIMAL_ACL = [
   'resetkeys', 'resetchannels', '-@all',
-  '+ping', '+evalsha', '+script|load', '+scan', '+sscan', '+srandmember', '+subscribe',
+  '+ping', '+evalsha', '+script|load', '+scan', '+hscan', '+subscribe',
   '+get', '+set', '+del', '+exists', '+pttl', '+pexpire', '+persist', '+time', '+publish',
-  '+zadd', '+zrem', '+zrange', '+hset', '+hget', '+hdel', '+sadd', '+srem',
+  '+zadd', '+zrem', '+zrange', '+hset', '+hget', '+hdel', '+hkeys', '+hexists', '+hlen',
   '~medusa_lock:*',
   '~ferrolock:q:{medusa_lock:*', '~ferrolock:d:{medusa_lock:*',
   '~ferrolock:q:{*}medusa_lock:*', '~ferrolock:d:{*}medusa_lock:*',
@@ -42,6 +42,18 @@ const MINIMAL_ACL = [
 ]
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The ACL rules the README documents (`ACL SETUSER locker on >PASSWORD …`), or null. */
+function readmeAcl() {
+  const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
+  const block = readme.match(/ACL SETUSER locker on >PASSWORD([\s\S]*?)```/)
+  return block ? block[1].trim().split(/\s+/) : null
+}
+
+const ACLS = {
+  'the minimal ACL found by trial': () => MINIMAL_ACL,
+  "the README's ACL": readmeAcl,
+}
 
 let certs
 let plain
@@ -159,73 +171,84 @@ test('TLS: mutual TLS with a client certificate (cert + key)', async () => {
   assert.ok(outcome.ms <= 2000 + SLACK_MS, `${Math.round(outcome.ms)} ms`)
 })
 
-test('an ACL user limited to the namespace and the commands ferrolock uses can do everything, waiting included', async () => {
-  await plain.cli('acl', 'setuser', 'locker', 'reset', 'on', '>lockerPass1', ...MINIMAL_ACL)
-  await plain.cli('acl', 'log', 'reset')
-  cleanup.push(() => plain.cli('acl', 'deluser', 'locker'))
-  const logs = []
-  const logger = { warn: (m) => logs.push(m), error: (m) => logs.push(m) }
-  const url = `redis://locker:lockerPass1@127.0.0.1:${plain.port}`
-  const a = await connect({ redisUrl: url }, { logger })
-  const b = await connect({ redisUrl: `redis://127.0.0.1:${plain.port}`, redisOptions: { username: 'locker', password: 'lockerPass1' } }, { logger })
-  // Both subscribed to the wake channel: waiters are woken, not only polled.
-  await sleep(100)
-  assert.equal((await plain.cli('pubsub', 'numsub', 'ferrolock:wake:medusa_lock:')).split('\n')[1], '2')
+for (const [aclName, rules] of Object.entries(ACLS)) {
+  test(`${aclName}: a user limited to the namespace and the commands ferrolock uses can do everything, waiting included`, async () => {
+    assert.ok(rules(), 'the README documents an ACL')
+    await plain.cli('acl', 'setuser', 'locker', 'reset', 'on', '>lockerPass1', ...rules())
+    await plain.cli('acl', 'log', 'reset')
+    cleanup.push(() => plain.cli('acl', 'deluser', 'locker'))
+    const logs = []
+    const logger = { warn: (m) => logs.push(m), error: (m) => logs.push(m) }
+    const url = `redis://locker:lockerPass1@127.0.0.1:${plain.port}`
+    const a = await connect({ redisUrl: url }, { logger })
+    const b = await connect({ redisUrl: `redis://127.0.0.1:${plain.port}`, redisOptions: { username: 'locker', password: 'lockerPass1' } }, { logger })
+    // Both subscribed to the wake channel: waiters are woken, not only polled.
+    await sleep(100)
+    assert.equal((await plain.cli('pubsub', 'numsub', 'ferrolock:wake:medusa_lock:')).split('\n')[1], '2')
 
-  await a.acquire(['k1', 'k2', 'br{ace}s', 'odd}key'], { ownerId: 'o1', expire: 30 })
-  await a.acquire('anon')
-  await assert.rejects(b.acquire('k1', { ownerId: 'o2' }), { code: 'LOCK_CONFLICT' })
-  // Waiters: a single-key execute (handed the lock by the release), a
-  // multi-key execute (woken), a named awaitQueue acquire, one that times out.
-  const single = b.execute('k1', () => 'single', { timeout: 10 })
-  const multi = b.execute(['k2', 'k9', 'br{ace}s', 'odd}key'], () => 'multi', { timeout: 10 })
-  const named = b.acquire('anon', { ownerId: 'o2', awaitQueue: true, timeout: 10 })
-  await assert.rejects(b.execute('k1', () => 'never', { timeout: 1 }), { code: 'LOCK_TIMEOUT' })
-  const released = performance.now()
-  assert.equal(await a.release(['k1', 'k2', 'br{ace}s', 'odd}key'], { ownerId: 'o1' }), true)
-  assert.equal(await a.release('anon'), true)
-  assert.deepEqual(await Promise.all([single, multi, named.then(() => 'named')]), ['single', 'multi', 'named'])
-  assert.ok(performance.now() - released < 2000, 'the waiters got their keys promptly')
+    await a.acquire(['k1', 'k2', 'br{ace}s', 'odd}key'], { ownerId: 'o1', expire: 30 })
+    await a.acquire('anon')
+    await assert.rejects(b.acquire('k1', { ownerId: 'o2' }), { code: 'LOCK_CONFLICT' })
+    // Waiters: a single-key execute (handed the lock by the release), a
+    // multi-key execute (woken), a named awaitQueue acquire, one that times out.
+    const single = b.execute('k1', () => 'single', { timeout: 10 })
+    const multi = b.execute(['k2', 'k9', 'br{ace}s', 'odd}key'], () => 'multi', { timeout: 10 })
+    const named = b.acquire('anon', { ownerId: 'o2', awaitQueue: true, timeout: 10 })
+    await assert.rejects(b.execute('k1', () => 'never', { timeout: 1 }), { code: 'LOCK_TIMEOUT' })
+    const released = performance.now()
+    assert.equal(await a.release(['k1', 'k2', 'br{ace}s', 'odd}key'], { ownerId: 'o1' }), true)
+    assert.equal(await a.release('anon'), true)
+    assert.deepEqual(await Promise.all([single, multi, named.then(() => 'named')]), ['single', 'multi', 'named'])
+    assert.ok(performance.now() - released < 2000, 'the waiters got their keys promptly')
 
-  await a.acquire(['r1', 'r2'], { ownerId: 'o1', expire: 30 })
-  await a.acquire('r3')
-  assert.equal((await a.listLocks()).length, 4)
-  assert.equal((await a.listLocks({ ownerId: 'o1' })).length, 2)
-  await a.releaseAll({ ownerId: 'o1' })
-  await a.releaseAll()
-  await b.releaseAll({ ownerId: 'o2' })
-  assert.equal(await plain.cli('--scan', '--pattern', 'medusa_lock:*'), '')
+    // An owner holding more than its index keeps (127 keys) is found by scanning.
+    const many = Array.from({ length: 130 }, (_, i) => `m${i}`)
+    await a.acquire(many, { ownerId: 'big', expire: 30 })
+    assert.equal((await a.listLocks({ ownerId: 'big' })).length, 130)
+    await a.releaseAll({ ownerId: 'big' })
+    assert.deepEqual(await a.listLocks({ ownerId: 'big' }), [])
 
-  assert.equal(await plain.cli('acl', 'log'), '', 'no command or key was denied')
-  assert.deepEqual(logs, [], 'no warning (e.g. a failed wake-up subscription)')
-})
+    await a.acquire(['r1', 'r2'], { ownerId: 'o1', expire: 30 })
+    await a.acquire('r3')
+    assert.equal((await a.listLocks()).length, 4)
+    assert.equal((await a.listLocks({ ownerId: 'o1' })).length, 2)
+    await a.releaseAll({ ownerId: 'o1' })
+    await a.releaseAll()
+    await b.releaseAll({ ownerId: 'o2' })
+    assert.equal(await plain.cli('--scan', '--pattern', 'medusa_lock:*'), '')
 
-test('the ACL is restrictive: the user cannot touch keys or channels outside the namespace', async () => {
-  await plain.cli('acl', 'setuser', 'locker', 'reset', 'on', '>lockerPass1', ...MINIMAL_ACL)
-  cleanup.push(() => plain.cli('acl', 'deluser', 'locker'))
-  await plain.cli('set', 'outside', 'value')
-  cleanup.push(() => plain.cli('del', 'outside'))
-  const raw = new Redis({ port: plain.port, host: '127.0.0.1', username: 'locker', password: 'lockerPass1', lazyConnect: true, maxRetriesPerRequest: 0 })
-  await raw.connect()
-  cleanup.push(() => raw.disconnect())
-  const denied = /NOPERM/
-  await assert.rejects(raw.get('outside'), denied)
-  await assert.rejects(raw.set('outside', 'mine'), denied)
-  await assert.rejects(raw.del('outside'), denied)
-  await assert.rejects(raw.set('ferrolock:f:other:', '1'), denied)
-  await assert.rejects(raw.publish('other-channel', 'x'), denied)
-  await assert.rejects(raw.call('flushall'), denied)
-  await assert.rejects(raw.call('eval', "return redis.call('GET', KEYS[1])", '1', 'outside'), denied)
-  await assert.rejects(raw.call('config', 'get', 'requirepass'), denied)
-  // Through ferrolock, another namespace is out of reach.
-  const other = await connect({ redisUrl: `redis://locker:lockerPass1@127.0.0.1:${plain.port}`, namespace: 'other:' })
-  await assert.rejects(other.acquire('k'), (error) => {
-    assert.equal(error.code, 'REDIS_ERROR')
-    assert.match(error.message, /NOPERM|permission/i)
-    return true
+    assert.equal(await plain.cli('acl', 'log'), '', 'no command or key was denied')
+    assert.deepEqual(logs, [], 'no warning (e.g. a failed wake-up subscription)')
   })
-  assert.equal(await plain.cli('get', 'outside'), 'value')
-})
+
+  test(`${aclName} is restrictive: the user cannot touch keys or channels outside the namespace`, async () => {
+    assert.ok(rules(), 'the README documents an ACL')
+    await plain.cli('acl', 'setuser', 'locker', 'reset', 'on', '>lockerPass1', ...rules())
+    cleanup.push(() => plain.cli('acl', 'deluser', 'locker'))
+    await plain.cli('set', 'outside', 'value')
+    cleanup.push(() => plain.cli('del', 'outside'))
+    const raw = new Redis({ port: plain.port, host: '127.0.0.1', username: 'locker', password: 'lockerPass1', lazyConnect: true, maxRetriesPerRequest: 0 })
+    await raw.connect()
+    cleanup.push(() => raw.disconnect())
+    const denied = /NOPERM/
+    await assert.rejects(raw.get('outside'), denied)
+    await assert.rejects(raw.set('outside', 'mine'), denied)
+    await assert.rejects(raw.del('outside'), denied)
+    await assert.rejects(raw.set('ferrolock:f:other:', '1'), denied)
+    await assert.rejects(raw.publish('other-channel', 'x'), denied)
+    await assert.rejects(raw.call('flushall'), denied)
+    await assert.rejects(raw.call('eval', "return redis.call('GET', KEYS[1])", '1', 'outside'), denied)
+    await assert.rejects(raw.call('config', 'get', 'requirepass'), denied)
+    // Through ferrolock, another namespace is out of reach.
+    const other = await connect({ redisUrl: `redis://locker:lockerPass1@127.0.0.1:${plain.port}`, namespace: 'other:' })
+    await assert.rejects(other.acquire('k'), (error) => {
+      assert.equal(error.code, 'REDIS_ERROR')
+      assert.match(error.message, /NOPERM|permission/i)
+      return true
+    })
+    assert.equal(await plain.cli('get', 'outside'), 'value')
+  })
+}
 
 test('a wrong password fails connect() with REDIS_ERROR saying authentication failed, via the URL or redisOptions', async () => {
   const guarded = await startRedis({ args: ['--requirepass', 'rightPass1'] })
