@@ -11,6 +11,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { LockingModuleService } = require('..')
 const { startRedis, freePort } = require('./helpers/redis')
+const { startCluster } = require('../scripts/redis-topologies')
 
 const CLI = path.join(__dirname, '..', 'bin', 'ferrolock.js')
 const { version } = require('../package.json')
@@ -107,7 +108,7 @@ test('--help and --version exit 0, globally and per command', async () => {
   assert.equal(global.code, 0)
   assert.equal(global.stderr, '')
   assert.match(global.stdout, /^Usage: ferrolock <command>/)
-  for (const text of ['locks', 'release <key...>', '--url <redis-url>', '--namespace <prefix>', '--json', 'FERROLOCK_REDIS_URL', 'Exit codes']) {
+  for (const text of ['locks', 'release <key...>', '--url <redis-url>', '--tls-ca <file>', '--cluster', '--namespace <prefix>', '--json', 'FERROLOCK_REDIS_URL', 'Exit codes']) {
     assert.ok(global.stdout.includes(text), `global help mentions ${text}`)
   }
   assert.equal((await cli(['-h'])).stdout, global.stdout)
@@ -451,5 +452,35 @@ test('rediss:// URLs pass through to TLS; --tls-ca trusts a private CA', async (
   } finally {
     await secure?.stop()
     fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('--cluster reads and releases locks on every master of a Redis Cluster', async () => {
+  const cluster = await startCluster()
+  try {
+    const service = await LockingModuleService.connect({ clusterNodes: cluster.urls, namespace: 'shop:' })
+    // Keys spread over the slots of all three masters.
+    const keys = Array.from({ length: 12 }, (_, i) => `cart_${i}`)
+    await service.acquire(keys, { ownerId: 'worker-7', expire: 60 })
+    await service.close()
+    const seed = ['--url', cluster.urls[0], '--namespace', 'shop:']
+
+    const single = await cli(['locks', ...seed])
+    assert.equal(single.code, 1, 'a single-node client cannot list a cluster')
+    assert.match(single.stderr, /; a Redis Cluster\? add --cluster\n$/)
+
+    const listedRun = await cli(['locks', '--cluster', ...seed, '--json'])
+    assert.equal(listedRun.code, 0, listedRun.stderr)
+    const locks = JSON.parse(listedRun.stdout)
+    assert.deepEqual(locks.map((lock) => lock.key), [...keys].sort())
+    assert.ok(locks.every((lock) => lock.ownerId === 'worker-7' && lock.ttlMs > 50_000))
+
+    const released = await cli(['release', 'cart_1', 'cart_2', 'cart_3', '--cluster', ...seed])
+    assert.equal(released.code, 0, released.stderr)
+    assert.equal(released.stdout.trimEnd().split('\n').length, 3)
+    const left = JSON.parse((await cli(['locks', '--cluster', ...seed, '--json', '--owner', 'worker-7'])).stdout)
+    assert.deepEqual(left.map((lock) => lock.key), keys.filter((key) => !['cart_1', 'cart_2', 'cart_3'].includes(key)).sort())
+  } finally {
+    await cluster.stop()
   }
 })

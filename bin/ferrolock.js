@@ -25,6 +25,7 @@ const MAX_LIMIT = 100_000
 const OPTIONS = {
   url: { type: 'string' },
   'tls-ca': { type: 'string' },
+  cluster: { type: 'boolean' },
   namespace: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -33,13 +34,14 @@ const OPTIONS = {
   pattern: { type: 'string' },
   limit: { type: 'string' },
 }
-const COMMON_OPTIONS = ['url', 'tls-ca', 'namespace', 'json', 'help', 'version']
+const COMMON_OPTIONS = ['url', 'tls-ca', 'cluster', 'namespace', 'json', 'help', 'version']
 
 const COMMON_HELP = `Options:
   --url <redis-url>     redis:// or rediss:// (TLS) URL, with user, password and db
                         (default: $FERROLOCK_REDIS_URL, $LOCKING_REDIS_URL, $REDIS_URL,
                         then ${DEFAULT_URL})
   --tls-ca <file>       PEM certificate(s) of a private CA to trust (implies TLS)
+  --cluster             Redis Cluster: --url is any node, every master is read
   --namespace <prefix>  prefix of the lock keys, as configured in the service
                         (default "${DEFAULT_NAMESPACE}")
   --json                print JSON instead of text
@@ -174,6 +176,7 @@ function parse(argv) {
     keys: [...new Set(rest)],
     ...(values.url !== undefined ? { url: values.url, urlSource: '--url' } : urlFromEnv()),
     tlsCa: values['tls-ca'],
+    cluster: values.cluster === true,
     namespace: values.namespace,
     json: values.json === true,
     owner: values.owner,
@@ -321,6 +324,11 @@ async function releaseCommand(locks, args, out, err) {
   return results.every((r) => r.released) ? EXIT_OK : EXIT_FAILED
 }
 
+/** Redis Cluster answers a single-node client with these. */
+function clusterHint(error, args) {
+  return !args.cluster && /\b(CROSSSLOT|MOVED|ASK|CLUSTERDOWN)\b/i.test(error.message) ? '; a Redis Cluster? add --cluster' : ''
+}
+
 // --- main --------------------------------------------------------------------
 
 let secrets = []
@@ -351,7 +359,7 @@ async function main(argv) {
   secrets = secretsOf(args.url)
   const where = redactUrl(args.url)
   const { LockingModuleService } = require('..')
-  const options = { redisUrl: args.url }
+  const options = args.cluster ? { clusterNodes: [args.url] } : { redisUrl: args.url }
   if (args.namespace !== undefined) options.namespace = args.namespace
   if (args.tlsCa !== undefined) {
     try {
@@ -366,17 +374,17 @@ async function main(argv) {
     locks = await LockingModuleService.connect(options)
   } catch (error) {
     if (error.code === 'INVALID_ARGUMENT') {
-      err(error.message.replace(/"redisUrl"/, args.urlSource).replace(/"namespace"/, '--namespace'))
+      err(error.message.replace(/"(redisUrl|clusterNodes)"/, args.urlSource).replace(/"namespace"/, '--namespace'))
       process.stderr.write(`Run 'ferrolock ${args.command} --help' for usage.\n`)
       return EXIT_USAGE
     }
-    err(`cannot connect to Redis at ${where}: ${error.message}`)
+    err(`cannot connect to Redis at ${where}: ${error.message}${clusterHint(error, args)}`)
     return EXIT_FAILED
   }
   try {
     return args.command === 'locks' ? await listCommand(locks, args, out) : await releaseCommand(locks, args, out, err)
   } catch (error) {
-    err(error.code === 'REDIS_ERROR' ? `${error.message} (Redis at ${where})` : error.message)
+    err(error.code === 'REDIS_ERROR' ? `${error.message} (Redis at ${where})${clusterHint(error, args)}` : error.message)
     return error.code === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_FAILED
   } finally {
     await locks.close()
