@@ -142,6 +142,9 @@ test('usage errors exit 2 with a one-line hint to --help on stderr, before touch
   const cases = [
     [[], /missing command/, 'ferrolock --help'],
     [['bogus'], /unknown command 'bogus'/, 'ferrolock --help'],
+    [['toString'], /unknown command 'toString'/, 'ferrolock --help'],
+    [['redis://:hunter2-secret@example.com', 'locks'], /unknown command 'redis:\/\/:\*\*\*@example.com'/, 'ferrolock --help'],
+    [['locks', 'redis://:hunter2-secret@example.com'], /'locks' takes no arguments, got 'redis:\/\/:\*\*\*@example.com'/, 'ferrolock locks --help'],
     [['help', 'bogus'], /unknown command 'bogus'/, 'ferrolock --help'],
     [['locks', '--bogus'], /unknown option '--bogus'/, 'ferrolock locks --help'],
     [['locks', '-x'], /unknown option '-x'/, 'ferrolock locks --help'],
@@ -167,6 +170,7 @@ test('usage errors exit 2 with a one-line hint to --help on stderr, before touch
     assert.match(lines[0], /^ferrolock: /)
     assert.match(lines[0], message, what)
     assert.equal(lines[1], `Run '${hint}' for usage.`, what)
+    assert.ok(!run.stderr.includes('hunter2'), `${what}: no password in ${run.stderr}`)
   }
 
   // A value that needs a value: --url alone.

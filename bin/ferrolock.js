@@ -106,6 +106,8 @@ Examples:
   npx ferrolock release cart_123
   npx ferrolock release cart_123 --owner worker-7 --url rediss://:secret@redis.example.com:6380`
 
+const isCommand = (word) => typeof word === 'string' && Object.hasOwn(COMMANDS, word)
+
 class UsageError extends Error {
   constructor(message, command) {
     super(message)
@@ -117,7 +119,7 @@ class UsageError extends Error {
 
 /** The first line of parseArgs's message, shortened to what a shell user needs. */
 function parseErrorMessage(error) {
-  const quoted = /'([^']+)'/.exec(error.message)?.[1]
+  const quoted = redactUrl(/'([^']+)'/.exec(error.message)?.[1] ?? '')
   if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option '${quoted}'`
   if (error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
     const name = quoted?.split(' ')[0]
@@ -134,21 +136,21 @@ function parse(argv) {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
   } catch (error) {
     // Still honour --help when the rest of the line is wrong.
-    if (argv.includes('--help') || argv.includes('-h')) return { help: true, command: argv.find((a) => a in COMMANDS) }
-    throw new UsageError(parseErrorMessage(error), argv.find((a) => a in COMMANDS))
+    if (argv.includes('--help') || argv.includes('-h')) return { help: true, command: argv.find(isCommand) }
+    throw new UsageError(parseErrorMessage(error), argv.find(isCommand))
   }
   const { values, positionals } = parsed
   let [command, ...rest] = positionals
   if (command === 'help') {
-    if (rest.length > 1 || (rest[0] !== undefined && !(rest[0] in COMMANDS))) {
-      throw new UsageError(`unknown command '${rest.join(' ')}'`)
+    if (rest.length > 1 || (rest[0] !== undefined && !isCommand(rest[0]))) {
+      throw new UsageError(`unknown command '${redactUrl(rest.join(' '))}'`)
     }
     return { help: true, command: rest[0] }
   }
-  if (values.help) return { help: true, command: command in COMMANDS ? command : undefined }
+  if (values.help) return { help: true, command: isCommand(command) ? command : undefined }
   if (values.version) return { version: true }
   if (command === undefined) throw new UsageError('missing command (locks or release)')
-  if (!(command in COMMANDS)) throw new UsageError(`unknown command '${command}'`)
+  if (!isCommand(command)) throw new UsageError(`unknown command '${redactUrl(command)}'`)
 
   const spec = COMMANDS[command]
   for (const name of Object.keys(values)) {
@@ -167,7 +169,7 @@ function parse(argv) {
     }
   }
   if (command === 'locks' && rest.length > 0) {
-    throw new UsageError(`'locks' takes no arguments, got '${rest[0]}' (filter with --pattern <glob>)`, command)
+    throw new UsageError(`'locks' takes no arguments, got '${redactUrl(rest[0])}' (filter with --pattern <glob>)`, command)
   }
   if (command === 'release' && rest.length === 0) throw new UsageError("'release' needs at least one key", command)
 
