@@ -290,7 +290,7 @@ impl LockEngine {
     }
   }
 
-  /// The set of keys a named owner holds in this namespace.
+  /// The keys a named owner holds in this namespace, while they are few (see `acquire.lua`).
   fn owner_index_key(&self, owner: &str) -> String {
     format!("ferrolock:o:{{{}}}{owner}", self.namespace)
   }
@@ -390,6 +390,7 @@ impl LockEngine {
   /// Takes all `keys` for `owner`, or none of them. Waiting never holds a
   /// partial set, so callers passing keys in any order cannot deadlock;
   /// waiters are served in arrival order and woken when their turn comes.
+  #[tracing::instrument(level = "debug", name = "ferrolock.acquire", target = "ferrolock", skip_all, fields(service = self.id, ?keys, owner = owner.id()))]
   pub async fn acquire(
     &self,
     keys: &[String],
@@ -451,6 +452,7 @@ impl LockEngine {
     outcome
   }
 
+  #[tracing::instrument(level = "debug", name = "ferrolock.wait", target = "ferrolock", skip_all, fields(service = self.id))]
   async fn wait_for_keys(
     &self,
     groups: &[KeyGroup],
@@ -540,6 +542,7 @@ impl LockEngine {
   }
 
   /// Deletes each key `owner` holds; `true` when every key was released.
+  #[tracing::instrument(level = "debug", name = "ferrolock.release", target = "ferrolock", skip_all, fields(service = self.id, ?keys, owner = owner.id()))]
   pub async fn release(&self, keys: &[String], owner: Owner<'_>) -> LockResult<bool> {
     let mut released = 0;
     for group in self.key_groups(keys, owner) {
@@ -573,6 +576,7 @@ impl LockEngine {
   }
 
   /// Resets the lease of keys `owner` still holds. `Some(key)`: that key is no longer held.
+  #[tracing::instrument(level = "debug", name = "ferrolock.renew", target = "ferrolock", skip_all, fields(service = self.id, ?keys, owner = owner.id()))]
   pub async fn extend(&self, keys: &[String], owner: Owner<'_>, lease_ttl: Duration) -> LockResult<Option<String>> {
     let mut connection = self.connection().await?;
     for group in self.key_groups(keys, owner) {
@@ -592,8 +596,9 @@ impl LockEngine {
   /// Releases every lock of this namespace held by `owner`; each key is
   /// compared and deleted atomically, never read and deleted in two steps.
   /// A named owner's locks come from its index, at a cost bounded by what it
-  /// holds; other owners' locks (and every lock in a cluster, which keeps no
-  /// index) are found by scanning the namespace on every primary.
+  /// holds; an owner holding too many to be indexed (more than 127), other
+  /// owners, and every owner in a cluster (which keeps no index) are found
+  /// by scanning the namespace on every primary.
   pub async fn release_all(&self, owner: Owner<'_>) -> LockResult<usize> {
     match owner {
       Owner::Named(id) if !self.cluster => self.release_indexed(id).await,
@@ -604,21 +609,43 @@ impl LockEngine {
   async fn release_indexed(&self, owner: &str) -> LockResult<usize> {
     let mut connection = self.connection().await?;
     let index = self.owner_index_key(owner);
-    let mut released = 0;
-    loop {
-      // The release script removes each of these from the index, held or not.
-      let batch: Vec<String> = redis::cmd("SRANDMEMBER")
-        .arg(&index)
-        .arg(RELEASE_ALL_BATCH)
-        .query_async(&mut connection)
-        .await?;
-      if batch.is_empty() {
-        return Ok(released);
-      }
-      released += self
-        .release_lock_keys(self.lock_keys(&batch), Owner::Named(owner))
-        .await?;
+    let indexed: Vec<String> = redis::cmd("HKEYS").arg(&index).query_async(&mut connection).await?;
+    if indexed.iter().any(String::is_empty) {
+      // Too many locks to index: drop the index first, so locks taken from
+      // now on are indexed afresh, and find the rest by scanning.
+      redis::cmd("DEL").arg(&index).exec_async(&mut connection).await?;
+      return self.release_scanned(Owner::Named(owner)).await;
     }
+    // The release script removes each of these from the index, held or not.
+    self
+      .release_lock_keys(self.lock_keys(&indexed), Owner::Named(owner))
+      .await
+  }
+
+  /// The keys a named owner's index lists that match `pattern`; `None` when
+  /// the owner holds too many locks to be indexed.
+  async fn indexed_keys(&self, owner: &str, pattern: &str) -> LockResult<Option<Vec<String>>> {
+    let mut connection = self.connection().await?;
+    let index = self.owner_index_key(owner);
+    let overflowed: bool = redis::cmd("HEXISTS")
+      .arg(&index)
+      .arg("")
+      .query_async(&mut connection)
+      .await?;
+    if overflowed {
+      return Ok(None);
+    }
+    // At most 127 fields: one HSCAN step with a large COUNT covers them.
+    let (_, fields): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+      .arg(&index)
+      .arg(0)
+      .arg("MATCH")
+      .arg(pattern)
+      .arg("COUNT")
+      .arg(RELEASE_ALL_BATCH)
+      .query_async(&mut connection)
+      .await?;
+    Ok(Some(fields.into_iter().map(|(key, _)| key).collect()))
   }
 
   async fn release_scanned(&self, owner: Owner<'_>) -> LockResult<usize> {
@@ -673,65 +700,48 @@ impl LockEngine {
   /// The held locks of this namespace whose key matches `pattern` (a Redis
   /// glob, namespace excluded), optionally only `owner`'s, at most `limit`.
   /// A named owner's locks come from its index, at a cost bounded by what it
-  /// holds; otherwise the namespace is scanned on every primary until
-  /// `limit` locks were found.
+  /// holds (unless it holds too many to be indexed); otherwise the namespace
+  /// is scanned on every primary until `limit` locks were found.
   pub async fn list_locks(&self, owner: Option<Owner<'_>>, pattern: &str, limit: usize) -> LockResult<Vec<LockInfo>> {
     let mut connection = self.connection().await?;
     let mut found = Vec::new();
-    match owner {
-      Some(Owner::Named(id)) if !self.cluster => {
-        let mut cursor: u64 = 0;
-        loop {
-          let (next, keys): (u64, Vec<String>) = redis::cmd("SSCAN")
-            .arg(self.owner_index_key(id))
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(RELEASE_ALL_BATCH)
-            .query_async(&mut connection)
-            .await?;
-          self.describe(self.lock_keys(&keys), owner, limit, &mut found).await?;
-          if next == 0 || found.len() >= limit {
-            return Ok(found);
-          }
-          cursor = next;
-        }
-      }
-      _ => {
-        let pattern = format!("{}{pattern}", escape_glob(&self.namespace));
-        let nodes = if self.cluster {
-          connection.cluster_primaries().await?.into_iter().map(Some).collect()
-        } else {
-          vec![None]
-        };
-        for node in nodes {
-          let mut cursor: u64 = 0;
-          loop {
-            let mut scan = redis::cmd("SCAN");
-            scan
-              .arg(cursor)
-              .arg("MATCH")
-              .arg(&pattern)
-              .arg("COUNT")
-              .arg(RELEASE_ALL_BATCH);
-            let (next, keys): (u64, Vec<String>) = match &node {
-              Some((host, port)) => connection.query_node(scan, host, *port).await?,
-              None => scan.query_async(&mut connection).await?,
-            };
-            self.describe(keys, owner, limit, &mut found).await?;
-            if found.len() >= limit {
-              return Ok(found);
-            }
-            if next == 0 {
-              break;
-            }
-            cursor = next;
-          }
-        }
-        Ok(found)
+    if let (Some(Owner::Named(id)), false) = (owner, self.cluster) {
+      if let Some(keys) = self.indexed_keys(id, pattern).await? {
+        self.describe(self.lock_keys(&keys), owner, limit, &mut found).await?;
+        return Ok(found);
       }
     }
+    let pattern = format!("{}{pattern}", escape_glob(&self.namespace));
+    let nodes = if self.cluster {
+      connection.cluster_primaries().await?.into_iter().map(Some).collect()
+    } else {
+      vec![None]
+    };
+    for node in nodes {
+      let mut cursor: u64 = 0;
+      loop {
+        let mut scan = redis::cmd("SCAN");
+        scan
+          .arg(cursor)
+          .arg("MATCH")
+          .arg(&pattern)
+          .arg("COUNT")
+          .arg(RELEASE_ALL_BATCH);
+        let (next, keys): (u64, Vec<String>) = match &node {
+          Some((host, port)) => connection.query_node(scan, host, *port).await?,
+          None => scan.query_async(&mut connection).await?,
+        };
+        self.describe(keys, owner, limit, &mut found).await?;
+        if found.len() >= limit {
+          return Ok(found);
+        }
+        if next == 0 {
+          break;
+        }
+        cursor = next;
+      }
+    }
+    Ok(found)
   }
 
   /// Adds the locks among `lock_keys` (namespaced) still held, by `owner`

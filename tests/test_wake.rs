@@ -184,7 +184,7 @@ async fn release_all_of_a_named_owner_reads_its_index_not_the_namespace() {
     .unwrap();
   // A lock of "me" the index does not know about (e.g. taken by a Medusa instance).
   let _: () = redis.set("medusa_lock:e", "me").unwrap();
-  let mut members: Vec<String> = redis.smembers("ferrolock:o:{medusa_lock:}me").unwrap();
+  let mut members: Vec<String> = redis.hkeys("ferrolock:o:{medusa_lock:}me").unwrap();
   members.sort();
   assert_eq!(members, vec!["a", "b", "c"]);
   assert_eq!(engine.release_all(named("me")).await.unwrap(), 3);
@@ -195,4 +195,33 @@ async fn release_all_of_a_named_owner_reads_its_index_not_the_namespace() {
     left,
     vec!["ferrolock:o:{medusa_lock:}other", "medusa_lock:d", "medusa_lock:e"]
   );
+}
+
+#[tokio::test]
+async fn an_owner_holding_more_than_the_index_keeps_is_found_by_scanning() {
+  let server = RedisServer::start();
+  let engine = server.engine(&[]);
+  let mut redis = server.client();
+  let many: Vec<String> = (0..130).map(|i| format!("bulk-{i}")).collect();
+  engine
+    .acquire(&many[..100], named("bulk"), None, Wait::No)
+    .await
+    .unwrap();
+  engine
+    .acquire(&many[100..], named("bulk"), None, Wait::No)
+    .await
+    .unwrap();
+  let indexed: Vec<String> = redis.hkeys("ferrolock:o:{medusa_lock:}bulk").unwrap();
+  assert_eq!(indexed.len(), 128, "127 keys and the overflow mark");
+  assert!(indexed.contains(&String::new()));
+  let listed = engine.list_locks(Some(named("bulk")), "*", 1000).await.unwrap();
+  assert_eq!(listed.len(), 130);
+  assert_eq!(engine.release_all(named("bulk")).await.unwrap(), 130);
+  let left: Vec<String> = redis.keys("*").unwrap();
+  assert_eq!(left, vec!["ferrolock:f:medusa_lock:"]);
+  // Indexed afresh afterwards.
+  engine.acquire(&many[..2], named("bulk"), None, Wait::No).await.unwrap();
+  let mut indexed: Vec<String> = redis.hkeys("ferrolock:o:{medusa_lock:}bulk").unwrap();
+  indexed.sort();
+  assert_eq!(indexed, vec!["bulk-0", "bulk-1"]);
 }

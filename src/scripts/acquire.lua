@@ -78,11 +78,22 @@ for i = 1, n do
 end
 
 if index then
-  -- The index lives as long as its longest lock, so it never outlasts them all.
+  -- The index is a hash of key -> '' with at most 127 fields, so Redis keeps
+  -- it as a compact listpack (hash-max-listpack-entries is 128). An owner
+  -- that holds more is marked with the field '' (never a key) and no longer
+  -- indexed: releaseAll scans for it, which holding that many costs anyway.
   local existed = redis.call('EXISTS', index) == 1
-  for i = 1, n do
-    redis.call('SADD', index, string.sub(KEYS[i], tonumber(ARGV[6]) + 1))
+  if redis.call('HEXISTS', index, '') == 0 then
+    for i = 1, n do
+      local member = string.sub(KEYS[i], tonumber(ARGV[6]) + 1)
+      if redis.call('HEXISTS', index, member) == 0 and redis.call('HLEN', index) >= 127 then
+        redis.call('HSET', index, '', '')
+        break
+      end
+      redis.call('HSET', index, member, '')
+    end
   end
+  -- The index lives as long as its longest lock, so it never outlasts them all.
   if lease_ms == 0 then
     redis.call('PERSIST', index)
   elseif not existed then

@@ -15,7 +15,7 @@ for i = 1, n do
     hand_over(KEYS[i], KEYS[n + i], KEYS[2 * n + i], ARGV[2], fence)
   end
   if index then
-    redis.call('SREM', index, string.sub(KEYS[i], tonumber(ARGV[3]) + 1))
+    redis.call('HDEL', index, string.sub(KEYS[i], tonumber(ARGV[3]) + 1))
   end
 end
 return released

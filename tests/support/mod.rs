@@ -1,4 +1,5 @@
 //! Starts a throwaway `redis-server` on a free port for one test, stopped by pid on drop.
+#![allow(dead_code)] // each test binary uses its own part of the support code
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
