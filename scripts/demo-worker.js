@@ -4,7 +4,10 @@
 // simulated latency, write stock - 1. With `locked`, each purchase runs inside
 // ferrolock's execute('stock:<sku>').
 //
-// argv[2]: JSON { url, locked, namespace, stockKey, sku, attempts, buyers }
+// After each attempt it counts it (and a sale) in the hash `progressKey`,
+// outside the lock, which scripts/demo.js polls to show progress.
+//
+// argv[2]: JSON { url, locked, namespace, stockKey, progressKey, sku, attempts, buyers }
 // Run by scripts/workers.js runWorkers(); reports { sold, soldOut, errors }.
 
 const Redis = require('ioredis')
@@ -27,9 +30,10 @@ async function main() {
     if (stock > 0) {
       await redis.set(cfg.stockKey, stock - 1)
       sold++
-    } else {
-      soldOut++
+      return true
     }
+    soldOut++
+    return false
   }
 
   process.send({ ready: true })
@@ -38,12 +42,13 @@ async function main() {
   let remaining = cfg.attempts
   async function buyer() {
     while (remaining-- > 0) {
+      let soldOne = false
       try {
-        if (locks) await locks.execute(`stock:${cfg.sku}`, purchase, { timeout: 30 })
-        else await purchase()
+        soldOne = locks ? await locks.execute(`stock:${cfg.sku}`, purchase, { timeout: 30 }) : await purchase()
       } catch (err) {
         errors.push(`${err.code ?? ''} ${err.message}`.trim())
       }
+      await redis.pipeline().hincrby(cfg.progressKey, 'attempts', 1).hincrby(cfg.progressKey, 'sold', soldOne ? 1 : 0).exec()
     }
   }
   await Promise.all(Array.from({ length: cfg.buyers }, buyer))
