@@ -97,6 +97,22 @@ function nativeCall(target, method, ...args) {
   })
 }
 
+/** The job's second argument, read from the lease only if the job looks at it. */
+function executeGrant(lease) {
+  let ownerId
+  let fencingTokens
+  return {
+    get ownerId() {
+      ownerId ??= lease.ownerId
+      return ownerId
+    },
+    get fencingTokens() {
+      fencingTokens ??= lease.fencingTokens
+      return fencingTokens
+    },
+  }
+}
+
 class LockingModuleService {
   #native
 
@@ -173,7 +189,7 @@ class LockingModuleService {
       calls.delete(endId)
       throw error
     }
-    const grant = { ownerId: lease.ownerId, fencingTokens: lease.fencingTokens }
+    const grant = executeGrant(lease)
     let result
     let jobFailed = false
     let jobError

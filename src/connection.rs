@@ -278,7 +278,8 @@ impl ConnectionFactory {
               client_name: self.client_name.clone(),
               current: RwLock::new(None),
               generation: AtomicU64::new(0),
-              opening: tokio::sync::Mutex::new(()),
+              attempts_done: AtomicU64::new(0),
+              opening: tokio::sync::Mutex::new(None),
             }),
           };
           node.current().await?;
@@ -329,8 +330,11 @@ struct NodeShared {
   /// The open connection and the generation it was opened as.
   current: RwLock<Option<(u64, MultiplexedConnection)>>,
   generation: AtomicU64,
-  /// Serialises re-opening, so concurrent commands share one new connection.
-  opening: tokio::sync::Mutex<()>,
+  /// Connection attempts finished so far.
+  attempts_done: AtomicU64,
+  /// Serialises re-opening, so concurrent commands share one new connection;
+  /// holds the error of the last attempt if it failed.
+  opening: tokio::sync::Mutex<Option<redis::RedisError>>,
 }
 
 impl NodeShared {
@@ -352,14 +356,32 @@ impl NodeConnection {
     if let Some(open) = self.shared.current() {
       return Ok(open);
     }
-    let _opening = self.shared.opening.lock().await;
+    let attempts_seen = self.shared.attempts_done.load(Ordering::Relaxed);
+    let mut failed = self.shared.opening.lock().await;
     if let Some(open) = self.shared.current() {
       return Ok(open);
     }
+    // An attempt ran and failed while we queued for the lock: share its
+    // outcome, or every queued call would wait out its own connect timeout.
+    if self.shared.attempts_done.load(Ordering::Relaxed) != attempts_seen {
+      if let Some(error) = failed.clone() {
+        return Err(error);
+      }
+    }
     let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
-    let connection = tokio::time::timeout(self.shared.connect_timeout, self.open(generation))
+    let opened = tokio::time::timeout(self.shared.connect_timeout, self.open(generation))
       .await
-      .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+      .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))
+      .and_then(|opened| opened);
+    self.shared.attempts_done.fetch_add(1, Ordering::Relaxed);
+    let connection = match opened {
+      Ok(connection) => connection,
+      Err(error) => {
+        *failed = Some(error.clone());
+        return Err(error);
+      }
+    };
+    *failed = None;
     *self.shared.current.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, connection.clone()));
     Ok((generation, connection))
   }

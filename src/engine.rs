@@ -107,8 +107,11 @@ pub struct LockEngine {
   stats: Stats,
   factory: ConnectionFactory,
   state: RwLock<ConnectionState>,
-  /// Serialises opening the connection, so concurrent first calls share one.
-  opening: tokio::sync::Mutex<()>,
+  /// Serialises opening the connection, so concurrent first calls share one;
+  /// holds the error of the last attempt if it failed.
+  opening: tokio::sync::Mutex<Option<LockError>>,
+  /// Connection attempts finished so far.
+  connect_attempts: std::sync::atomic::AtomicU64,
   closed: CancellationToken,
   namespace: String,
   /// SCAN pattern matching exactly this namespace (glob characters escaped).
@@ -131,7 +134,8 @@ impl LockEngine {
       id: NEXT_SERVICE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
       stats: Stats::default(),
       state: RwLock::new(ConnectionState::NotYetOpened),
-      opening: tokio::sync::Mutex::new(()),
+      opening: tokio::sync::Mutex::new(None),
+      connect_attempts: std::sync::atomic::AtomicU64::new(0),
       closed: CancellationToken::new(),
       namespace_pattern: format!("{}*", escape_glob(&options.namespace)),
       wake_channel: format!("ferrolock:wake:{}", options.namespace),
@@ -200,13 +204,29 @@ impl LockEngine {
     if let Some(connection) = self.current_connection()? {
       return Ok(connection);
     }
-    let _opening = self.opening.lock().await;
+    let attempts_seen = self.connect_attempts.load(std::sync::atomic::Ordering::Relaxed);
+    let mut failed = self.opening.lock().await;
     if let Some(connection) = self.current_connection()? {
       return Ok(connection);
     }
-    let connection = tokio::select! {
-      connection = self.factory.connect() => connection?,
+    // An attempt failed while we queued for the lock: share its outcome, or
+    // every queued call would wait out its own connect timeout.
+    if self.connect_attempts.load(std::sync::atomic::Ordering::Relaxed) != attempts_seen {
+      if let Some(error) = failed.clone() {
+        return Err(error);
+      }
+    }
+    let connected = tokio::select! {
+      connected = self.factory.connect() => connected,
       _ = self.closed.cancelled() => return Err(LockError::Closed),
+    };
+    self.connect_attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let connection = match connected {
+      Ok(connection) => connection,
+      Err(error) => {
+        *failed = Some(error.clone());
+        return Err(error);
+      }
     };
     let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     if matches!(*state, ConnectionState::Closed) {

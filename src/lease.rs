@@ -23,7 +23,15 @@ pub struct HeldLease {
   fencing_tokens: Vec<u64>,
   stop_renewal: CancellationToken,
   /// Resolves to the error that ended the lease early, if any.
-  renewal: JoinHandle<Option<LockError>>,
+  renewal: Option<JoinHandle<Option<LockError>>>,
+}
+
+/// A lease dropped without `finish` (say its JS object could not be made)
+/// stops renewing, so its keys lapse at the end of their lease.
+impl Drop for HeldLease {
+  fn drop(&mut self) {
+    self.stop_renewal.cancel();
+  }
 }
 
 impl HeldLease {
@@ -59,7 +67,7 @@ impl HeldLease {
       owner,
       fencing_tokens: grant.fencing_tokens,
       stop_renewal,
-      renewal,
+      renewal: Some(renewal),
     })
   }
 
@@ -79,23 +87,31 @@ impl HeldLease {
   /// Stops renewing and releases the keys. Fails with the error that ended
   /// the lease early (`LOCK_LOST`, `CLOSED`), with `LOCK_LOST` when a key
   /// was no longer ours to release, else with a failed release.
-  pub async fn finish(self) -> LockResult<()> {
+  pub async fn finish(mut self) -> LockResult<()> {
     self.stop_renewal.cancel();
+    let renewal = self.renewal.take();
     // Release without waiting for the renewal task to wind down: the next
     // holder's start is on this path. A renewal racing the release finds
     // the key gone, which no longer matters.
     let (ended_early, released) = tokio::join!(
-      self.renewal,
+      async move {
+        match renewal {
+          Some(renewal) => renewal.await.unwrap_or(None),
+          None => None,
+        }
+      },
       self
         .engine
         .unless_closed(self.engine.release(&self.keys, Owner::PerCall(&self.owner)))
     );
-    match (ended_early.unwrap_or(None), released) {
+    match (ended_early, released) {
       (Some(error), _) => Err(error),
       (None, Ok(true)) => Ok(()),
       // Expired (or taken over) between the last renewal and the release.
       (None, Ok(false)) => {
-        let lost = LockError::Lost { keys: self.keys };
+        let lost = LockError::Lost {
+          keys: self.keys.clone(),
+        };
         Stats::count(&self.engine.counters().lost_leases);
         tracing::warn!(target: "ferrolock", service = self.engine.id(), "{lost}");
         Err(lost)
@@ -115,8 +131,11 @@ async fn renew_until_stopped(
   on_end: impl FnOnce(LockError),
 ) -> Option<LockError> {
   let interval = (lease_ttl / 3).max(MIN_RENEW_INTERVAL);
-  // Until when Redis is known to keep the keys for us, without asking again.
-  let mut valid_until = granted_at + lease_ttl;
+  // Until when Redis is known to keep the keys for us, without asking again,
+  // less a margin for clock drift and a busy event loop (Redlock's 1 % + 2 ms):
+  // the job is told its lease is gone before the keys can lapse in Redis.
+  let margin = lease_ttl / 100 + Duration::from_millis(2);
+  let mut valid_until = granted_at + lease_ttl - margin;
   let ended = loop {
     // The lease is reported lost when our bound of its expiry passes, even
     // if Redis has not answered by then (a partition, a stalled server):
@@ -140,7 +159,7 @@ async fn renew_until_stopped(
     };
     match renewed {
       Ok(None) => {
-        valid_until = attempt_started + lease_ttl;
+        valid_until = attempt_started + lease_ttl - margin;
         Stats::count(&engine.counters().renewals);
         tracing::debug!(
           target: "ferrolock",

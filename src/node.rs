@@ -23,6 +23,9 @@ use crate::options::{
 const MAX_INPUT_DEPTH: usize = 8;
 /// Longer arrays (and objects with more properties) are rejected, not copied.
 const MAX_INPUT_ITEMS: usize = MAX_KEYS_PER_CALL;
+/// Values visited in one argument at most: a cyclic or huge object (say a
+/// request passed as `args`) is rejected instead of freezing the event loop.
+const MAX_INPUT_NODES: usize = 4 * MAX_KEYS_PER_CALL;
 
 #[napi_derive::module_init]
 fn init() {
@@ -64,7 +67,8 @@ impl ToNapiValue for FencingTokens {
     let env = Env::from_raw(raw_env);
     let mut object = Object::new(&env)?;
     for (key, token) in value.keys.iter().zip(value.tokens) {
-      object.set_named_property(key, token as f64)?;
+      // A JS string key, not a C string: keys may hold NUL bytes.
+      object.set_property(env.create_string(key)?, env.create_double(token as f64)?)?;
     }
     Ok(object.raw())
   }
@@ -102,7 +106,35 @@ fn value<T: ToNapiValue + Send + 'static>(value: T) -> Payload {
   Payload::Value(Box::new(move |env: &Env| unsafe { T::to_napi_value(env.raw(), value) }))
 }
 
-fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
+/// Converts one argument; a getter or proxy trap that throws (its exception
+/// is cleared) and an argument too large to walk become values the parsers
+/// reject as `INVALID_ARGUMENT`, naming the parameter.
+fn read_input(env: &Env, value: &Unknown) -> Input {
+  let mut budget = MAX_INPUT_NODES;
+  match walk_input(value, 0, &mut budget) {
+    Ok(_) if budget == 0 => Input::Other("value too large to read (a cyclic or huge object)"),
+    Ok(input) => input,
+    Err(_) => {
+      clear_pending_exception(env);
+      Input::Other("value that could not be read (a getter or proxy trap threw)")
+    }
+  }
+}
+
+/// Drops the JS exception a failed napi call left pending, so it does not
+/// surface as an uncaught error after we reported our own.
+fn clear_pending_exception(env: &Env) {
+  let mut exception = std::ptr::null_mut();
+  unsafe {
+    napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+  }
+}
+
+fn walk_input(value: &Unknown, depth: usize, budget: &mut usize) -> Result<Input> {
+  if *budget == 0 {
+    return Ok(Input::Other("value too large to read"));
+  }
+  *budget -= 1;
   Ok(match value.get_type()? {
     ValueType::Undefined => Input::Undefined,
     ValueType::Null => Input::Null,
@@ -120,7 +152,7 @@ fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
         }
         let mut items = Vec::with_capacity(length);
         for index in 0..length as u32 {
-          items.push(to_input(&object.get_element::<Unknown>(index)?, depth + 1)?);
+          items.push(walk_input(&object.get_element::<Unknown>(index)?, depth + 1, budget)?);
         }
         Input::Array(items)
       } else if object.is_buffer()? {
@@ -138,7 +170,7 @@ fn to_input(value: &Unknown, depth: usize) -> Result<Input> {
         for index in 0..count as u32 {
           let name: String = names.get_element(index)?;
           let field = object.get_named_property::<Unknown>(&name)?;
-          fields.push((name, to_input(&field, depth + 1)?));
+          fields.push((name, walk_input(&field, depth + 1, budget)?));
         }
         Input::Object(fields)
       }
@@ -163,10 +195,10 @@ fn string_input(value: &Unknown) -> Result<Input> {
   Ok(Input::String(text))
 }
 
-fn optional_input(value: Option<Unknown>) -> Result<Input> {
+fn optional_input(env: &Env, value: Option<Unknown>) -> Input {
   match value {
-    Some(value) => to_input(&value, 0),
-    None => Ok(Input::Undefined),
+    Some(value) => read_input(env, &value),
+    None => Input::Undefined,
   }
 }
 
@@ -204,7 +236,7 @@ impl NativeLockService {
     log_level: Option<String>,
   ) -> Result<Self> {
     let calls = Completions::new(settle_batch)?;
-    let input = to_input(&options, 0)?;
+    let input = read_input(&env, &options);
     let build = || -> LockResult<Self> {
       let options = ServiceOptions::parse(&input)?;
       let max_rank = match log_level.as_deref() {
@@ -256,8 +288,8 @@ impl NativeLockService {
   /// Settles with the fencing token of each key.
   #[napi(ts_args_type = "id: number, keys: string | string[], args?: AcquireArgs | null")]
   pub fn acquire(&self, env: Env, id: u32, keys: Unknown, args: Option<Unknown>) -> Result<()> {
-    let keys = parse_keys(&to_input(&keys, 0)?);
-    let args = parse_acquire_args(&optional_input(args)?);
+    let keys = parse_keys(&read_input(&env, &keys));
+    let args = parse_acquire_args(&optional_input(&env, args));
     let engine = self.engine.clone();
     self.calls.spawn(&env, id, async move {
       let (keys, args) = (keys?, args?);
@@ -280,8 +312,8 @@ impl NativeLockService {
   /// Settles with `true` when every key was released.
   #[napi(ts_args_type = "id: number, keys: string | string[], args?: ReleaseArgs | null")]
   pub fn release(&self, env: Env, id: u32, keys: Unknown, args: Option<Unknown>) -> Result<()> {
-    let keys = parse_keys(&to_input(&keys, 0)?);
-    let owner = parse_owner(&optional_input(args)?);
+    let keys = parse_keys(&read_input(&env, &keys));
+    let owner = parse_owner(&optional_input(&env, args));
     let engine = self.engine.clone();
     self.calls.spawn(&env, id, async move {
       let (keys, owner) = (keys?, owner?);
@@ -295,7 +327,7 @@ impl NativeLockService {
   /// Settles with how many locks were released.
   #[napi(ts_args_type = "id: number, args?: ReleaseArgs | null")]
   pub fn release_all(&self, env: Env, id: u32, args: Option<Unknown>) -> Result<()> {
-    let owner = parse_owner(&optional_input(args)?);
+    let owner = parse_owner(&optional_input(&env, args));
     let engine = self.engine.clone();
     self.calls.spawn(&env, id, async move {
       let owner = owner?;
@@ -307,7 +339,7 @@ impl NativeLockService {
   /// Settles with the held locks of the namespace, optionally by owner and key pattern.
   #[napi(ts_args_type = "id: number, args?: ListLocksArgs | null")]
   pub fn list_locks(&self, env: Env, id: u32, args: Option<Unknown>) -> Result<()> {
-    let args = parse_list_args(&optional_input(args)?);
+    let args = parse_list_args(&optional_input(&env, args));
     let engine = self.engine.clone();
     self.calls.spawn(&env, id, async move {
       let args = args?;
@@ -334,9 +366,9 @@ impl NativeLockService {
     job: Unknown,
     args: Option<Unknown>,
   ) -> Result<()> {
-    let keys = parse_keys(&to_input(&keys, 0)?);
+    let keys = parse_keys(&read_input(&env, &keys));
     let job_is_function = job.get_type()? == ValueType::Function;
-    let args = parse_execute_args(&optional_input(args)?);
+    let args = parse_execute_args(&optional_input(&env, args));
     let engine = self.engine.clone();
     let calls = self.calls.clone();
     calls.begin(&env)?;
@@ -439,6 +471,14 @@ pub struct ExecuteLease {
   lease: Mutex<Option<HeldLease>>,
   calls: Arc<Completions>,
   end: Arc<LeaseEnd>,
+}
+
+/// However the lease object goes (finished, or never handed to JS), its end
+/// is told, so the event loop is not held open for it.
+impl Drop for ExecuteLease {
+  fn drop(&mut self) {
+    self.end.settle(Ok(Payload::Nothing));
+  }
 }
 
 #[napi]

@@ -12,7 +12,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 
-use crate::error::LockResult;
+use crate::error::{LockError, LockResult};
 
 /// Builds a JS value on the JS thread.
 pub type Conversion = Box<dyn FnOnce(&Env) -> Result<napi::sys::napi_value> + Send>;
@@ -153,10 +153,16 @@ impl ToNapiValue for SettledBatch {
             Payload::Nothing => flat.set(at + 2, ())?,
             Payload::Bool(value) => flat.set(at + 2, value)?,
             Payload::Count(value) => flat.set(at + 2, value)?,
-            Payload::Value(convert) => {
-              let value = convert(&env)?;
-              flat.set(at + 2, unsafe { Unknown::from_raw_unchecked(raw_env, value) })?
-            }
+            Payload::Value(convert) => match convert(&env) {
+              Ok(value) => flat.set(at + 2, unsafe { Unknown::from_raw_unchecked(raw_env, value) })?,
+              // Settle this call with the failure rather than lose the batch.
+              Err(failure) => {
+                let mut exception = std::ptr::null_mut();
+                unsafe { napi::sys::napi_get_and_clear_last_exception(raw_env, &mut exception) };
+                let error = LockError::invalid(format!("the result could not be handed to JavaScript: {failure}"));
+                flat.set(at + 1, error)?
+              }
+            },
           }
         }
         Err(error) => flat.set(at + 1, error)?,

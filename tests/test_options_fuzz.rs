@@ -56,7 +56,18 @@ fn names_a_parameter(message: &str) -> bool {
     .iter()
     .chain(REDIS_OPTIONS)
     .chain(CALL_ARGS)
-    .chain(&["keys", "args", "options", "listLocks options", "host", "port", "ca", "cert", "key", "rejectUnauthorized"])
+    .chain(&[
+      "keys",
+      "args",
+      "options",
+      "listLocks options",
+      "host",
+      "port",
+      "ca",
+      "cert",
+      "key",
+      "rejectUnauthorized",
+    ])
     .any(|name| message.contains(name))
 }
 
@@ -164,7 +175,12 @@ fn arb_input() -> impl Strategy<Value = Input> {
 }
 
 fn object(fields: Vec<(&str, Input)>) -> Input {
-  Input::Object(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect())
+  Input::Object(
+    fields
+      .into_iter()
+      .map(|(name, value)| (name.to_owned(), value))
+      .collect(),
+  )
 }
 
 fn url() -> (&'static str, Input) {
@@ -259,7 +275,7 @@ proptest! {
     match parse_execute_args(&input) {
       Ok(args) => {
         prop_assert!(args.lease_ttl >= Duration::from_secs(1));
-        prop_assert!(args.timeout.map_or(true, |timeout| timeout >= Duration::from_secs(1)));
+        prop_assert!(args.timeout.is_none_or(|timeout| timeout >= Duration::from_secs(1)));
       }
       Err(error) => assert_invalid(&error, None)?,
     }

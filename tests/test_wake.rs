@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 mod support;
 
 use std::sync::Arc;
