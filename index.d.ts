@@ -112,7 +112,7 @@ export interface ServiceExtras {
  */
 export type FencingTokens = Record<string, number>
 
-/** The second argument of an `execute` job. */
+/** The second argument of an `execute` job; read it while the job runs (it is empty once the keys are released). */
 export interface ExecuteGrant {
   /** The fresh owner id of this `execute` call (`execute:<uuid>`). */
   ownerId: string
