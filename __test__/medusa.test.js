@@ -300,6 +300,30 @@ test("unknown redisOptions keys are reported once through Medusa's logger", asyn
   }
 })
 
+test("a lost lease is logged through Medusa's logger, in @medusajs/locking-redis's words", async () => {
+  const { logger, messages } = captureLogger()
+  const app = await bootLocking({ logger, options: { redisUrl: redis.url, namespace: 'medusa_log:' } })
+  try {
+    const provider = providerOf(app)
+    await assert.rejects(
+      provider.execute(
+        'cart_lost',
+        async () => {
+          await redis.cli('del', 'medusa_log:cart_lost')
+          await new Promise((resolve) => setTimeout(resolve, 700))
+        },
+        { expire: 1 },
+      ),
+      { code: 'LOCK_LOST' },
+    )
+    const expected =
+      'Lost the lock for key(s) "cart_lost" while the job was still running: the lease expired before it could be renewed. Increase "expire" if the job is expected to run this long.'
+    await eventually(() => messages('warn').includes(expected), { what: `the warning in ${JSON.stringify(messages('warn'))}` })
+  } finally {
+    await shutdown(app)
+  }
+})
+
 test('after MedusaApp shutdown the process exits by itself and its connection is gone', async () => {
   const name = clientName()
   const options = { redisUrl: redis.url, redisOptions: { connectionName: name } }
