@@ -4,14 +4,13 @@
 
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
-const { spawn, spawnSync } = require('node:child_process')
-const fs = require('node:fs')
+const { spawn } = require('node:child_process')
 const net = require('node:net')
-const os = require('node:os')
 const path = require('node:path')
 const { LockingModuleService } = require('..')
 const { startRedis, freePort } = require('./helpers/redis')
 const { startCluster } = require('../scripts/redis-topologies')
+const { makeCerts } = require('../scripts/certs')
 
 const CLI = path.join(__dirname, '..', 'bin', 'ferrolock.js')
 const { version } = require('../package.json')
@@ -400,41 +399,13 @@ test('the URL comes from --url, then FERROLOCK_REDIS_URL, LOCKING_REDIS_URL, RED
 })
 
 /** A CA and a server certificate it signed, for 127.0.0.1; null when openssl is missing. */
-function makeCertificates(dir) {
-  const openssl = (...args) => spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
-  if (openssl('version').status !== 0) return null
-  const steps = [
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ferrolock test CA'],
-    ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'],
-  ]
-  for (const step of steps) {
-    const result = openssl(...step)
-    if (result.status !== 0) throw new Error(`openssl ${step[0]}: ${result.stderr}`)
-  }
-  fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n')
-  const sign = openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf')
-  if (sign.status !== 0) throw new Error(`openssl x509: ${sign.stderr}`)
-  return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') }
-}
-
-test('rediss:// URLs pass through to TLS; --tls-ca trusts a private CA', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrolock-cli-tls-'))
+test('rediss:// URLs pass through to TLS; --tls-ca trusts a private CA', async () => {
+  const certs = makeCerts()
   let secure
   try {
-    const certificates = makeCertificates(dir)
-    if (!certificates) return t.skip('openssl is not installed')
-    const tlsPort = await freePort()
-    try {
-      secure = await startRedis({
-        args: ['--tls-port', String(tlsPort), '--tls-cert-file', certificates.cert, '--tls-key-file', certificates.key,
-          '--tls-ca-cert-file', certificates.ca, '--tls-auth-clients', 'no'],
-      })
-    } catch (error) {
-      return t.skip(`this redis-server has no TLS: ${error.message.split('\n')[0]}`)
-    }
+    secure = await startRedis({ tls: { cert: certs.files.server, key: certs.files.serverKey, ca: certs.files.ca } })
     await secure.cli('set', 'medusa_lock:tls_key', 'tls-owner')
-    const url = `rediss://:hunter2-secret@127.0.0.1:${tlsPort}`
+    const url = `rediss://:hunter2-secret@127.0.0.1:${secure.port}`
     await secure.cli('config', 'set', 'requirepass', 'hunter2-secret')
 
     const untrusted = await cli(['locks', '--url', url])
@@ -442,20 +413,20 @@ test('rediss:// URLs pass through to TLS; --tls-ca trusts a private CA', async (
     assert.match(untrusted.stderr, /^ferrolock: cannot connect to Redis at rediss:\/\/:\*\*\*@127\.0\.0\.1:\d+: Redis error: .*certificate/i)
     assert.ok(!untrusted.stderr.includes('hunter2'), untrusted.stderr)
 
-    const trusted = await cli(['locks', '--url', url, '--tls-ca', certificates.ca, '--json'])
+    const trusted = await cli(['locks', '--url', url, '--tls-ca', certs.files.ca, '--json'])
     assert.equal(trusted.code, 0, trusted.stderr)
     assert.deepEqual(JSON.parse(trusted.stdout), [{ key: 'tls_key', ownerId: 'tls-owner', ttlMs: null, waiters: 0 }])
 
-    const released = await cli(['release', 'tls_key', '--url', url, '--tls-ca', certificates.ca])
+    const released = await cli(['release', 'tls_key', '--url', url, '--tls-ca', certs.files.ca])
     assert.equal(released.code, 0, released.stderr)
     assert.equal(await secure.cli('-a', 'hunter2-secret', '--no-auth-warning', 'exists', 'medusa_lock:tls_key'), '0')
 
-    const missing = await cli(['locks', '--url', url, '--tls-ca', path.join(dir, 'nope.pem')])
+    const missing = await cli(['locks', '--url', url, '--tls-ca', path.join(certs.dir, 'nope.pem')])
     assert.equal(missing.code, 1)
     assert.match(missing.stderr, /^ferrolock: cannot read --tls-ca ".*nope\.pem": ENOENT\n$/)
   } finally {
     await secure?.stop()
-    fs.rmSync(dir, { recursive: true, force: true })
+    certs.remove()
   }
 })
 

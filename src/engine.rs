@@ -92,6 +92,13 @@ enum Attempt {
   Blocked(Blocked),
 }
 
+/// A SCAN in progress over the primaries still to visit (the last one first).
+struct KeyScan {
+  pattern: String,
+  nodes: Vec<Option<(String, u16)>>,
+  cursor: u64,
+}
+
 /// The first key that kept an attempt from succeeding.
 struct Blocked {
   index: usize,
@@ -669,37 +676,53 @@ impl LockEngine {
   }
 
   async fn release_scanned(&self, owner: Owner<'_>) -> LockResult<usize> {
+    let mut scan = self.scan(&self.namespace_pattern).await?;
+    let mut released = 0;
+    while let Some(found) = self.scan_next(&mut scan).await? {
+      for (_, keys) in self.by_slot(found) {
+        released += self.release_lock_keys(keys, owner).await?;
+      }
+    }
+    Ok(released)
+  }
+
+  /// A SCAN of `pattern` over every primary (the one server outside a cluster).
+  async fn scan(&self, pattern: &str) -> LockResult<KeyScan> {
     let mut connection = self.connection().await?;
     let nodes = if self.cluster {
       connection.cluster_primaries().await?.into_iter().map(Some).collect()
     } else {
       vec![None]
     };
-    let mut released = 0;
-    for node in nodes {
-      let mut cursor: u64 = 0;
-      loop {
-        let mut scan = redis::cmd("SCAN");
-        scan
-          .arg(cursor)
-          .arg("MATCH")
-          .arg(&self.namespace_pattern)
-          .arg("COUNT")
-          .arg(RELEASE_ALL_BATCH);
-        let (next, found): (u64, Vec<String>) = match &node {
-          Some((host, port)) => connection.query_node(scan, host, *port).await?,
-          None => scan.query_async(&mut connection).await?,
-        };
-        for (_, keys) in self.by_slot(found) {
-          released += self.release_lock_keys(keys, owner).await?;
-        }
-        if next == 0 {
-          break;
-        }
-        cursor = next;
-      }
+    Ok(KeyScan {
+      pattern: pattern.to_owned(),
+      nodes,
+      cursor: 0,
+    })
+  }
+
+  /// The next batch of keys of `scan`; `None` once every node is done.
+  async fn scan_next(&self, scan: &mut KeyScan) -> LockResult<Option<Vec<String>>> {
+    let Some(node) = scan.nodes.last().cloned() else {
+      return Ok(None);
+    };
+    let mut connection = self.connection().await?;
+    let mut command = redis::cmd("SCAN");
+    command
+      .arg(scan.cursor)
+      .arg("MATCH")
+      .arg(&scan.pattern)
+      .arg("COUNT")
+      .arg(RELEASE_ALL_BATCH);
+    let (next, keys): (u64, Vec<String>) = match &node {
+      Some((host, port)) => connection.query_node(command, host, *port).await?,
+      None => command.query_async(&mut connection).await?,
+    };
+    scan.cursor = next;
+    if next == 0 {
+      scan.nodes.pop();
     }
-    Ok(released)
+    Ok(Some(keys))
   }
 }
 
@@ -723,7 +746,6 @@ impl LockEngine {
   /// holds (unless it holds too many to be indexed); otherwise the namespace
   /// is scanned on every primary until `limit` locks were found.
   pub async fn list_locks(&self, owner: Option<Owner<'_>>, pattern: &str, limit: usize) -> LockResult<Vec<LockInfo>> {
-    let mut connection = self.connection().await?;
     let mut found = Vec::new();
     if let (Some(Owner::Named(id)), false) = (owner, self.cluster) {
       if let Some(keys) = self.indexed_keys(id, pattern).await? {
@@ -731,34 +753,11 @@ impl LockEngine {
         return Ok(found);
       }
     }
-    let pattern = format!("{}{pattern}", escape_glob(&self.namespace));
-    let nodes = if self.cluster {
-      connection.cluster_primaries().await?.into_iter().map(Some).collect()
-    } else {
-      vec![None]
-    };
-    for node in nodes {
-      let mut cursor: u64 = 0;
-      loop {
-        let mut scan = redis::cmd("SCAN");
-        scan
-          .arg(cursor)
-          .arg("MATCH")
-          .arg(&pattern)
-          .arg("COUNT")
-          .arg(RELEASE_ALL_BATCH);
-        let (next, keys): (u64, Vec<String>) = match &node {
-          Some((host, port)) => connection.query_node(scan, host, *port).await?,
-          None => scan.query_async(&mut connection).await?,
-        };
-        self.describe(keys, owner, limit, &mut found).await?;
-        if found.len() >= limit {
-          return Ok(found);
-        }
-        if next == 0 {
-          break;
-        }
-        cursor = next;
+    let mut scan = self.scan(&format!("{}{pattern}", escape_glob(&self.namespace))).await?;
+    while let Some(keys) = self.scan_next(&mut scan).await? {
+      self.describe(keys, owner, limit, &mut found).await?;
+      if found.len() >= limit {
+        break;
       }
     }
     Ok(found)

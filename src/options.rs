@@ -198,7 +198,7 @@ pub struct ServiceOptions {
   pub ignored_options: Vec<String>,
 }
 
-const SERVICE_OPTION_NAMES: &[&str] = &[
+pub const SERVICE_OPTION_NAMES: &[&str] = &[
   "redisUrl",
   "clusterNodes",
   "redisOptions",
@@ -216,7 +216,7 @@ const SERVICE_OPTION_NAMES: &[&str] = &[
 /// is bounded by `commandTimeout` and reconnects are retried instead. As in
 /// ioredis, `name` is the Sentinel master name and `connectionName` the
 /// `CLIENT SETNAME` of the connection.
-const REDIS_OPTION_NAMES: &[&str] = &[
+pub const REDIS_OPTION_NAMES: &[&str] = &[
   "username",
   "password",
   "db",

@@ -10,42 +10,11 @@ use ferrolock::connection::ConnectionFactory;
 use ferrolock::error::LockError;
 use ferrolock::options::{
   parse_acquire_args, parse_execute_args, parse_keys, parse_list_args, parse_owner, Input, ServiceOptions,
-  MAX_KEYS_PER_CALL, MAX_KEY_BYTES,
+  MAX_KEYS_PER_CALL, MAX_KEY_BYTES, REDIS_OPTION_NAMES as REDIS_OPTIONS, SERVICE_OPTION_NAMES as SERVICE_OPTIONS,
 };
 use proptest::prelude::*;
 
 const CASES: u32 = 512;
-
-/// Top-level option names (`ServiceOptions::parse`).
-const SERVICE_OPTIONS: &[&str] = &[
-  "redisUrl",
-  "clusterNodes",
-  "redisOptions",
-  "namespace",
-  "waitLockingTimeout",
-  "defaultRetryInterval",
-  "maximumRetryInterval",
-  "backoffFactor",
-  "waitForReplicas",
-  "waitForReplicasTimeout",
-];
-
-/// `redisOptions` keys with a meaning.
-const REDIS_OPTIONS: &[&str] = &[
-  "username",
-  "password",
-  "db",
-  "tls",
-  "connectTimeout",
-  "commandTimeout",
-  "maxRetriesPerRequest",
-  "enableOfflineQueue",
-  "keepAlive",
-  "name",
-  "connectionName",
-  "sentinels",
-  "sentinelPassword",
-];
 
 /// Fields of the call arguments (`acquire`, `release`, `execute`, `listLocks`).
 const CALL_ARGS: &[&str] = &["ownerId", "expire", "timeout", "awaitQueue", "pattern", "limit"];
