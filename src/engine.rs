@@ -190,11 +190,13 @@ impl LockEngine {
   /// Runs `operation` unless the service closes first: `close()` settles
   /// calls still waiting on Redis with `CLOSED` instead of leaving them
   /// to their command timeout.
-  pub async fn unless_closed<T>(&self, operation: impl std::future::Future<Output = LockResult<T>>) -> LockResult<T> {
-    tokio::select! {
-      biased;
-      _ = self.closed.cancelled() => Err(LockError::Closed),
-      outcome = operation => outcome,
+  pub fn unless_closed<T, F>(&self, operation: F) -> UnlessClosed<'_, F>
+  where
+    F: std::future::Future<Output = LockResult<T>>,
+  {
+    UnlessClosed {
+      closed: self.closed.cancelled(),
+      operation,
     }
   }
 
@@ -211,6 +213,12 @@ impl LockEngine {
     if let Some(connection) = self.current_connection()? {
       return Ok(connection);
     }
+    // Boxed: connecting is a large future that every call would otherwise
+    // carry (and copy) although only the first one needs it.
+    Box::pin(self.open_connection()).await
+  }
+
+  async fn open_connection(&self) -> LockResult<RedisConnection> {
     let attempts_seen = self.connect_attempts.load(std::sync::atomic::Ordering::Relaxed);
     let mut failed = self.opening.lock().await;
     if let Some(connection) = self.current_connection()? {
@@ -357,7 +365,7 @@ impl LockEngine {
       let blocked_at = reply.first().copied().unwrap_or(0);
       if blocked_at > 0 {
         for fresh in &taken {
-          self.release_lock_keys(fresh.clone(), owner).await?;
+          Box::pin(self.release_lock_keys(fresh.clone(), owner)).await?;
         }
         return Ok(Attempt::Blocked(Blocked {
           index: group.positions[blocked_at as usize - 1],
@@ -382,9 +390,9 @@ impl LockEngine {
           .collect(),
       );
       if let Some(acks) = self.replica_acks {
-        if let Err(error) = self.wait_for_replicas(&mut connection, group, acks).await {
+        if let Err(error) = Box::pin(self.wait_for_replicas(&mut connection, group, acks)).await {
           for fresh in &taken {
-            let _ = self.release_lock_keys(fresh.clone(), owner).await;
+            let _ = Box::pin(self.release_lock_keys(fresh.clone(), owner)).await;
           }
           return Err(error);
         }
@@ -447,9 +455,8 @@ impl LockEngine {
     };
     let waiter = self.wake.waiter();
     let started = Instant::now();
-    let outcome = self
-      .wait_for_keys(&groups, keys.len(), owner, lease_ttl, deadline, &waiter)
-      .await;
+    // Boxed, like the connect path: only waiting calls pay for its size.
+    let outcome = Box::pin(self.wait_for_keys(&groups, keys.len(), owner, lease_ttl, deadline, &waiter)).await;
     let waited_ms = started.elapsed().as_secs_f64() * 1000.0;
     match &outcome {
       Ok(_) => {
@@ -835,5 +842,28 @@ mod tests {
   #[test]
   fn glob_characters_are_escaped() {
     assert_eq!(escape_glob("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:");
+  }
+}
+
+pin_project_lite::pin_project! {
+  /// `operation`, or `CLOSED` once the service closes (see `unless_closed`).
+  /// A plain struct rather than an `async fn`, which would hold the operation twice.
+  pub struct UnlessClosed<'a, F> {
+    #[pin]
+    closed: tokio_util::sync::WaitForCancellationFuture<'a>,
+    #[pin]
+    operation: F,
+  }
+}
+
+impl<T, F: std::future::Future<Output = LockResult<T>>> std::future::Future for UnlessClosed<'_, F> {
+  type Output = LockResult<T>;
+
+  fn poll(self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    let this = self.project();
+    if this.closed.poll(context).is_ready() {
+      return std::task::Poll::Ready(Err(LockError::Closed));
+    }
+    this.operation.poll(context)
   }
 }

@@ -27,8 +27,10 @@ local waiter = ARGV[3]
 local entry_ms = tonumber(ARGV[4])
 
 local blocked, blocked_ttl
+local held = {}
 for i = 1, n do
   local holder = redis.call('GET', KEYS[i])
+  held[i] = holder
   if holder then
     if holder ~= owner or owner == '*' then
       blocked, blocked_ttl = i, redis.call('PTTL', KEYS[i])
@@ -45,13 +47,13 @@ end
 
 if blocked then
   if waiter ~= '' then
-    local entry = tostring(now_ms + entry_ms)
+    local entry = tostring(now_ms() + entry_ms)
     if ARGV[5] == '1' and n == 1 and lease_ms > 0 then
       entry = entry .. ' ' .. lease_ms .. ' ' .. owner
     end
     for i = 1, n do
       local queue, entries = KEYS[n + i], KEYS[2 * n + i]
-      redis.call('ZADD', queue, 'NX', now_us, waiter)
+      redis.call('ZADD', queue, 'NX', now_us(), waiter)
       redis.call('HSET', entries, waiter, entry)
       -- Only ever lengthen: a short-lived waiter must not cut a longer one's entry.
       if redis.call('PTTL', queue) < entry_ms then
@@ -65,7 +67,7 @@ end
 
 local taken = {0, next_fence(fence)}
 for i = 1, n do
-  taken[i + 2] = redis.call('EXISTS', KEYS[i]) == 1 and 0 or 1
+  taken[i + 2] = held[i] and 0 or 1
   if lease_ms > 0 then
     redis.call('SET', KEYS[i], owner, 'PX', lease_ms)
   else
@@ -82,27 +84,22 @@ if index then
   -- it as a compact listpack (hash-max-listpack-entries is 128). An owner
   -- that holds more is marked with the field '' (never a key) and no longer
   -- indexed: releaseAll scans for it, which holding that many costs anyway.
-  local existed = redis.call('EXISTS', index) == 1
-  if redis.call('HEXISTS', index, '') == 0 then
+  local index_ttl = redis.call('PTTL', index) -- -2: no index yet
+  if index_ttl == -2 or redis.call('HEXISTS', index, '') == 0 then
     for i = 1, n do
       local member = string.sub(KEYS[i], tonumber(ARGV[6]) + 1)
-      if redis.call('HEXISTS', index, member) == 0 and redis.call('HLEN', index) >= 127 then
+      if redis.call('HSET', index, member, '') == 1 and redis.call('HLEN', index) > 127 then
+        redis.call('HDEL', index, member)
         redis.call('HSET', index, '', '')
         break
       end
-      redis.call('HSET', index, member, '')
     end
   end
   -- The index lives as long as its longest lock, so it never outlasts them all.
   if lease_ms == 0 then
     redis.call('PERSIST', index)
-  elseif not existed then
+  elseif index_ttl == -2 or (index_ttl >= 0 and index_ttl < lease_ms) then
     redis.call('PEXPIRE', index, lease_ms)
-  else
-    local index_ttl = redis.call('PTTL', index)
-    if index_ttl >= 0 and index_ttl < lease_ms then
-      redis.call('PEXPIRE', index, lease_ms)
-    end
   end
 end
 return taken

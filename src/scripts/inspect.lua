@@ -11,7 +11,7 @@ for i = 1, n do
     pttl = redis.call('PTTL', KEYS[i])
     for _, waiter in ipairs(redis.call('ZRANGE', KEYS[n + i], 0, -1)) do
       local entry = redis.call('HGET', KEYS[2 * n + i], waiter)
-      if entry and tonumber(string.match(entry, '^%d+')) >= now_ms then
+      if entry and tonumber(string.match(entry, '^%d+')) >= now_ms() then
         waiters = waiters + 1
       end
     end

@@ -5,9 +5,21 @@
 -- The waiter pushes its deadline forward on every attempt; an entry past it
 -- belongs to a waiter that gave up or died and is dropped, so it cannot
 -- block the queue.
-local clock = redis.call('TIME')
-local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+
+-- The server clock, read at most once per script and only by a script that
+-- needs it: every redis.call costs about a microsecond of Redis's one thread.
+local clock_us
+local function now_us()
+  if not clock_us then
+    local clock = redis.call('TIME')
+    clock_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  end
+  return clock_us
+end
+
+local function now_ms()
+  return math.floor(now_us() / 1000)
+end
 
 -- The first live waiter of a queue and its entry, or nil.
 local function live_head(queue, entries)
@@ -17,7 +29,7 @@ local function live_head(queue, entries)
       return nil
     end
     local entry = redis.call('HGET', entries, head)
-    if entry and tonumber(string.match(entry, '^%d+')) >= now_ms then
+    if entry and tonumber(string.match(entry, '^%d+')) >= now_ms() then
       return head, entry
     end
     redis.call('ZREM', queue, head)
@@ -29,10 +41,15 @@ end
 -- and at least the server's clock in microseconds, so a Redis that restarts
 -- empty (or a promoted replica that missed the last grants) still hands out
 -- larger tokens, as long as its clock does not step back. Stored with
--- %.0f: Lua's tostring would write 1.7e+15.
+-- %.0f: Lua's tostring would write 1.7e+15. One GETSET when the clock has
+-- moved on since the last grant (the usual case), a SET more when it has not.
 local function next_fence(counter)
-  local token = math.max(tonumber(redis.call('GET', counter) or '0') + 1, now_us)
-  redis.call('SET', counter, string.format('%.0f', token))
+  local token = now_us()
+  local last = tonumber(redis.call('GETSET', counter, string.format('%.0f', token)) or '0')
+  if last >= token then
+    token = last + 1
+    redis.call('SET', counter, string.format('%.0f', token))
+  end
   return token
 end
 
