@@ -32,7 +32,7 @@ const SLACK_MS = 1500
 const MINIMAL_ACL = [
   'resetkeys', 'resetchannels', '-@all',
   '+ping', '+evalsha', '+script|load', '+scan', '+hscan', '+subscribe',
-  '+get', '+set', '+del', '+exists', '+pttl', '+pexpire', '+persist', '+time', '+publish',
+  '+get', '+mget', '+set', '+getset', '+del', '+exists', '+pttl', '+pexpire', '+persist', '+time', '+publish',
   '+zadd', '+zrem', '+zrange', '+hset', '+hget', '+hdel', '+hkeys', '+hexists', '+hlen',
   '~medusa_lock:*',
   '~ferrolock:q:{medusa_lock:*', '~ferrolock:d:{medusa_lock:*',

@@ -105,14 +105,17 @@ fn connection_info(url: &str, name: &str, options: &ConnectionOptions) -> LockRe
     redis_settings = redis_settings.set_db(db);
   }
   info = info.set_redis_settings(redis_settings);
+  // TCP_NODELAY, as ioredis sets by default: with Nagle's algorithm a command
+  // written while an earlier one is unacknowledged waits for that ACK.
+  let mut tcp = info.tcp_settings().clone().set_nodelay(true);
   if let Some(keep_alive) = options.keep_alive {
     let mut keepalive = socket2::TcpKeepalive::new();
     if !keep_alive.is_zero() {
       keepalive = keepalive.with_time(keep_alive);
     }
-    let tcp = info.tcp_settings().clone().set_keepalive(keepalive);
-    info = info.set_tcp_settings(tcp);
+    tcp = tcp.set_keepalive(keepalive);
   }
+  info = info.set_tcp_settings(tcp);
   if let Some(tls) = &options.tls {
     // ioredis semantics: a `tls` option turns TLS on even for a redis:// URL.
     let addr = match info.addr().clone() {

@@ -226,3 +226,67 @@ async fn an_owner_holding_more_than_the_index_keeps_is_found_by_scanning() {
   indexed.sort();
   assert_eq!(indexed, vec!["bulk-0", "bulk-1"]);
 }
+
+/// 10,000 keys, the most a call takes: more than Lua's `unpack` passes at
+/// once, so the scripts' chunked MGET/EXISTS/DEL/HDEL all run more than once.
+#[tokio::test]
+async fn the_largest_call_takes_and_releases_every_key_and_wakes_a_waiter() {
+  let server = RedisServer::start();
+  let holder = server.engine(&[]);
+  let engine = Arc::new(server.engine(&slow_polling()));
+  let many: Vec<String> = (0..ferrolock::options::MAX_KEYS_PER_CALL)
+    .map(|i| format!("k{i}"))
+    .collect();
+  let namespaced: Vec<String> = many.iter().map(|key| format!("medusa_lock:{key}")).collect();
+  let grant = holder
+    .acquire(&many, named("holder"), Some(Duration::from_secs(60)), Wait::No)
+    .await
+    .unwrap();
+  assert_eq!(grant.fencing_tokens.len(), many.len());
+  let mut redis = server.client();
+  let owners: Vec<Option<String>> = redis.mget(&namespaced).unwrap();
+  assert!(owners.iter().all(|owner| owner.as_deref() == Some("holder")));
+
+  // The last key is held, so a call that needs it gets nothing, not even its free key.
+  let blocked = holder
+    .acquire(&keys(&["free", "k9999"]), named("other"), None, Wait::No)
+    .await
+    .unwrap_err();
+  assert_eq!(blocked, ferrolock::error::LockError::Conflict { key: "k9999".into() });
+  let free: Option<String> = redis.get("medusa_lock:free").unwrap();
+  assert_eq!(free, None);
+
+  // A waiter queued on a key near the end is handed it when the holder releases all.
+  let waiter = {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+      engine
+        .acquire(
+          &keys(&["k9998"]),
+          named("waiter"),
+          None,
+          wait_for(Duration::from_secs(60)),
+        )
+        .await
+        .map(|_| ())
+    })
+  };
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  assert!(holder.release(&many, named("holder")).await.unwrap());
+  tokio::time::timeout(Duration::from_secs(3), waiter)
+    .await
+    .expect("woken by the release, not by a poll 15-30 s later")
+    .unwrap()
+    .unwrap();
+  let remaining: usize = redis.exists(&namespaced).unwrap();
+  assert_eq!(remaining, 1, "only the waiter's key is held after the release");
+  let owner: String = redis.get("medusa_lock:k9998").unwrap();
+  assert_eq!(owner, "waiter");
+  // Too many keys to index: only the overflow mark is left, lapsing with the lease.
+  let index: Vec<String> = redis.hkeys("ferrolock:o:{medusa_lock:}holder").unwrap();
+  assert_eq!(
+    index,
+    vec![String::new()],
+    "no released key stays in the holder's index"
+  );
+}

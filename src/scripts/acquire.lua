@@ -27,17 +27,22 @@ local waiter = ARGV[3]
 local entry_ms = tonumber(ARGV[4])
 
 local blocked, blocked_ttl
-local held = {}
+local held = values_of(1, n)
+-- With one key its queue read is the check; with several, one EXISTS first
+-- (when a key is free at all).
+local queued
 for i = 1, n do
-  local holder = redis.call('GET', KEYS[i])
-  held[i] = holder
+  local holder = held[i]
   if holder then
     if holder ~= owner or owner == '*' then
       blocked, blocked_ttl = i, redis.call('PTTL', KEYS[i])
       break
     end
   else
-    local head = live_head(KEYS[n + i], KEYS[2 * n + i])
+    if queued == nil then
+      queued = n == 1 or any_queue(KEYS, n + 1, 2 * n)
+    end
+    local head = queued and live_head(KEYS[n + i], KEYS[2 * n + i])
     if head and head ~= waiter then
       blocked, blocked_ttl = i, -2
       break

@@ -7,15 +7,32 @@
 local n = math.floor(#KEYS / 3)
 local fence = KEYS[3 * n + 1]
 local index = KEYS[3 * n + 2]
-local released = 0
+local held = values_of(1, n)
+local ours, queues = {}, {}
 for i = 1, n do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('DEL', KEYS[i])
-    released = released + 1
-    hand_over(KEYS[i], KEYS[n + i], KEYS[2 * n + i], ARGV[2], fence)
-  end
-  if index then
-    redis.call('HDEL', index, string.sub(KEYS[i], tonumber(ARGV[3]) + 1))
+  if held[i] == ARGV[1] then
+    ours[#ours + 1] = i
+    queues[#queues + 1] = KEYS[n + i]
   end
 end
-return released
+if #ours > 0 then
+  local locks = {}
+  for j, i in ipairs(ours) do
+    locks[j] = KEYS[i]
+  end
+  chunked('DEL', locks, 1, #locks)
+  -- With one key its queue read is the check; with several, one EXISTS first.
+  if #ours == 1 or any_queue(queues, 1, #queues) then
+    for _, i in ipairs(ours) do
+      hand_over(KEYS[i], KEYS[n + i], KEYS[2 * n + i], ARGV[2], fence)
+    end
+  end
+end
+if index then
+  local members = {}
+  for i = 1, n do
+    members[i] = string.sub(KEYS[i], tonumber(ARGV[3]) + 1)
+  end
+  chunked('HDEL', members, 1, n, nil, index)
+end
+return #ours
