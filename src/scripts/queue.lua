@@ -77,19 +77,14 @@ end
 -- keys), so commands over many keys go in chunks of this many.
 local CHUNK = 1000
 
--- `command` over list[first..last], in chunks, after `key` if given (HDEL's
--- hash); `each`, if given, gets every reply.
-local function chunked(command, list, first, last, each, key)
+-- `command` over list[first..last], in chunks, after `key` if given (HDEL's hash).
+local function in_chunks(command, key, list, first, last)
   for from = first, last, CHUNK do
     local to = math.min(from + CHUNK - 1, last)
-    local reply
     if key then
-      reply = redis.call(command, key, unpack(list, from, to))
+      redis.call(command, key, unpack(list, from, to))
     else
-      reply = redis.call(command, unpack(list, from, to))
-    end
-    if each then
-      each(reply)
+      redis.call(command, unpack(list, from, to))
     end
   end
 end
@@ -97,21 +92,22 @@ end
 -- The values of KEYS[first..last] (false where a key is missing): one MGET
 -- rather than a GET per key.
 local function values_of(first, last)
-  local values = {}
-  chunked('MGET', KEYS, first, last, function(reply)
-    for _, value in ipairs(reply) do
+  local values = redis.call('MGET', unpack(KEYS, first, math.min(first + CHUNK - 1, last)))
+  for from = first + CHUNK, last, CHUNK do
+    for _, value in ipairs(redis.call('MGET', unpack(KEYS, from, math.min(from + CHUNK - 1, last)))) do
       values[#values + 1] = value
     end
-  end)
+  end
   return values
 end
 
 -- Whether any of the queues list[first..last] exists: one EXISTS for many
 -- keys, so calls without waiters skip the per-key queue reads.
 local function any_queue(list, first, last)
-  local found = 0
-  chunked('EXISTS', list, first, last, function(count)
-    found = found + count
-  end)
-  return found > 0
+  for from = first, last, CHUNK do
+    if redis.call('EXISTS', unpack(list, from, math.min(from + CHUNK - 1, last))) > 0 then
+      return true
+    end
+  end
+  return false
 end

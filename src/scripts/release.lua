@@ -20,7 +20,7 @@ if #ours > 0 then
   for j, i in ipairs(ours) do
     locks[j] = KEYS[i]
   end
-  chunked('DEL', locks, 1, #locks)
+  in_chunks('DEL', nil, locks, 1, #locks)
   -- With one key its queue read is the check; with several, one EXISTS first.
   if #ours == 1 or any_queue(queues, 1, #queues) then
     for _, i in ipairs(ours) do
@@ -33,6 +33,6 @@ if index then
   for i = 1, n do
     members[i] = string.sub(KEYS[i], tonumber(ARGV[3]) + 1)
   end
-  chunked('HDEL', members, 1, n, nil, index)
+  in_chunks('HDEL', index, members, 1, n)
 end
 return #ours
