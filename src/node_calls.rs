@@ -3,10 +3,17 @@
 //! threadsafe function per service hands every queued outcome to JS in one
 //! batch — one wake-up of the event loop for many completions under load.
 //! `index.js` keeps the promise of each id and settles it from the batch.
+//! The calls themselves run in one driver task per service (see `drive`).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -36,6 +43,9 @@ pub struct SettledBatch(Vec<Settled>);
 
 type Notifier = ThreadsafeFunction<(), Unknown<'static>, SettledBatch, Status, false, true>;
 
+/// A call on its way: runs until it has settled its id.
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 #[derive(Default)]
 struct Queue {
   settled: Vec<Settled>,
@@ -49,15 +59,40 @@ pub struct Completions {
   /// Calls begun and not yet handed to JS. While there are any, the
   /// notifier holds the event loop open, as a pending socket would.
   pending: AtomicUsize,
+  /// To the task that runs this service's calls.
+  calls: UnboundedSender<Call>,
+}
+
+/// Runs every call of one service in this one task. The calls that arrived
+/// since it last ran are all polled before it yields, so they all hand their
+/// commands to the connection's writer task before that runs, and it writes
+/// them in one syscall: with a task per call, tokio ran the writer after each
+/// call and wrote every command on its own.
+async fn drive(mut incoming: UnboundedReceiver<Call>) {
+  let mut running = FuturesUnordered::new();
+  loop {
+    tokio::select! {
+      biased;
+      call = incoming.recv() => match call {
+        Some(call) => running.push(call),
+        None => break,
+      },
+      Some(()) = running.next(), if !running.is_empty() => {}
+    }
+  }
+  while running.next().await.is_some() {}
 }
 
 impl Completions {
   /// `settle_batch(batch)` is the JS function that settles the promises.
   pub fn new(settle_batch: Function<'_, SettledBatch, Unknown<'static>>) -> Result<Arc<Self>> {
+    let (calls, incoming) = unbounded_channel();
+    napi::bindgen_prelude::spawn(drive(incoming));
     let completions = Arc::new(Completions {
       queue: Mutex::new(Queue::default()),
       notifier: Mutex::new(None),
       pending: AtomicUsize::new(0),
+      calls,
     });
     let weak: Weak<Completions> = Arc::downgrade(&completions);
     let notifier = settle_batch
@@ -99,10 +134,18 @@ impl Completions {
   {
     self.begin(env)?;
     let completions = self.clone();
-    napi::bindgen_prelude::spawn(async move {
-      let outcome = work.await;
+    let call: Call = Box::pin(async move {
+      // One call's panic (a bug) must not take the driver and every other call with it.
+      let outcome = AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(LockError::Redis("internal error: the call panicked".into())));
       completions.settle(id, outcome);
     });
+    if self.calls.send(call).is_err() {
+      // Only when the runtime is gone (the process is exiting).
+      self.settle(id, Err(LockError::Closed));
+    }
     Ok(())
   }
 
