@@ -13,7 +13,7 @@ const path = require('node:path')
 const crypto = require('node:crypto')
 const { startRedis } = require('../scripts/redis-server')
 const { startCluster } = require('../scripts/redis-topologies')
-const { now, CONTENDERS, isClusterContender, probeConnection, purgeNamespace, procsCpuMs, median, ferrolockDir, addonInfo } = require('./lib/common')
+const { now, CONTENDERS, isClusterContender, probeConnection, purgeNamespace, procsCpuMs, median, scriptUs, ferrolockDir, addonInfo } = require('./lib/common')
 const { analyzeHot } = require('./lib/hot')
 
 const ROOT = path.join(__dirname, '..')
@@ -76,6 +76,7 @@ const PAIR_METRICS = [
   ['nodeCpuUsPerOp', 'Node CPU µs/pair', 'lower'],
   ['redisCpuUsPerOp', 'Redis CPU µs/pair', 'lower'],
   ['redisMastersCpuUsPerOp', 'Redis CPU µs/pair, cluster masters only', 'lower', 'median', 'cluster'],
+  ['redisScriptUsPerOp', 'Redis µs/pair inside scripts', 'lower'],
 ]
 const HOT_METRICS = [
   ['executesPerSec', 'executes/s', 'higher'],
@@ -85,11 +86,13 @@ const HOT_METRICS = [
   ['sameCallerFraction', 'same caller re-wins', 'lower'],
   ['callersServedInWindow', 'callers served in window (of 16)', 'higher'],
   ['busyFraction', 'busy fraction', 'higher'],
+  ['jobP50Ms', 'job p50 ms', null],
   ['longestWaitMs', 'longest wait ms', 'lower'],
   ['timeouts', 'timeouts (sum of reps)', 'lower', 'sum'],
   ['nodeCpuUsPerOp', 'Node CPU µs/execute', 'lower'],
   ['redisCpuUsPerOp', 'Redis CPU µs/execute', 'lower'],
   ['redisMastersCpuUsPerOp', 'Redis CPU µs/execute, cluster masters only', 'lower', 'median', 'cluster'],
+  ['redisScriptUsPerOp', 'Redis µs/execute inside scripts', 'lower'],
 ]
 const MULTI_METRICS = [
   ['opsPerSec', 'executes/s', 'higher'],
@@ -98,6 +101,7 @@ const MULTI_METRICS = [
   ['timeouts', 'timeouts (sum of reps)', 'lower', 'sum'],
   ['nodeCpuUsPerOp', 'Node CPU µs/execute', 'lower'],
   ['redisCpuUsPerOp', 'Redis CPU µs/execute', 'lower'],
+  ['redisScriptUsPerOp', 'Redis µs/execute inside scripts', 'lower'],
 ]
 const MEMORY_METRICS = [
   ['redisBytesPerLock', 'Redis bytes/lock (used_memory)', 'lower'],
@@ -157,7 +161,7 @@ function spawnWorker(cfg, onMessage = () => {}) {
  * W4: four processes, four callers each, one hot key. The processes share a
  * start time; jobs are merged on performance.timeOrigin + performance.now().
  */
-async function runHotProcesses(base, wl) {
+async function runHotProcesses(base, wl, probe) {
   const { processes, warmMs, windowMs } = wl.params
   const readyWaiters = []
   const pongWaiters = []
@@ -197,6 +201,10 @@ async function runHotProcesses(base, wl) {
     let redisB
     setTimeout(() => (redisA = procsCpuMs(base.redisPids, base.clkTck)), ws - now())
     setTimeout(() => (redisB = procsCpuMs(base.redisPids, base.clkTck)), we - now())
+    let scriptsA
+    let scriptsB
+    setTimeout(() => (scriptsA = probe.info('commandstats')), ws - now())
+    setTimeout(() => (scriptsB = probe.info('commandstats')), we - now())
     for (const w of workers) w.child.send({ type: 'go', t0, warmMs, windowMs })
     const reports = await Promise.all(workers.map((w) => w.result))
     const analysis = analyzeHot({
@@ -211,6 +219,7 @@ async function runHotProcesses(base, wl) {
       ...analysis,
       nodeCpuUsPerOp: ops ? (nodeCpuMs * 1000) / ops : null,
       redisCpuUsPerOp: ops ? ((redisB - redisA) * 1000) / ops : null,
+      redisScriptUsPerOp: ops ? ((await scriptUs(scriptsB)) - (await scriptUs(scriptsA))) / ops : null,
       nodeCpuMs,
       redisCpuMs: redisB - redisA,
       maxInJob: Math.max(...reports.map((r) => r.maxInJob)),
@@ -224,6 +233,62 @@ async function runHotProcesses(base, wl) {
     for (const w of workers) w.child.kill('SIGKILL')
     throw err
   }
+}
+
+// ---------------------------------------------------------------- floors and bounds
+
+/**
+ * What no client of this Redis on this machine can go below: a C client's
+ * round trip at concurrency 1 (redis-benchmark SET), and from the floors
+ * worker ferrolock's JS -> Rust -> JS crossing and a Node round trip.
+ */
+async function measureFloors(port, cfg) {
+  const csv = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', '1', '-n', '20000', '-t', 'set', '--csv'], {
+    encoding: 'utf8',
+  })
+  const rps = Number(/^"SET","([\d.]+)"/m.exec(csv)?.[1])
+  const worker = await spawnWorker({ ...cfg, role: 'floors', params: { samples: 2000 } }).result
+  return { cRttUs: rps ? 1e6 / rps : null, ...worker }
+}
+
+/**
+ * The issue's speed targets next to the best this machine allows ferrolock,
+ * from the same run: each bound is arithmetic on measured figures only.
+ */
+function boundsOf(output) {
+  const f = output.floors
+  const m = (id, c, key) => output.workloads[id]?.medians[c]?.[key]
+  const rows = []
+  const throughput = (id, factor, bound, basis) => {
+    const medusa = m(id, BASELINE, 'opsPerSec')
+    if (typeof medusa !== 'number' || typeof bound !== 'number') return
+    rows.push({ target: `${id} >= ${factor}x medusa`, needed: factor * medusa, bound, basis, reachable: bound >= factor * medusa })
+  }
+  if (f) {
+    const w1Scripts = m('W1', 'ferrolock', 'redisScriptUsPerOp')
+    const floorUs = 2 * (f.cRttUs + f.crossingUs) + (w1Scripts ?? 0)
+    throughput('W1', 1.2, 1e6 / floorUs, `1e6 / (2 x (C client round trip ${fmt(f.cRttUs)} us + JS-Rust-JS crossing ${fmt(f.crossingUs)} us) + scripts ${fmt(w1Scripts)} us per pair)`)
+  }
+  for (const [id, factor] of [['W2', 2], ['W5', 3]]) {
+    const scripts = m(id, 'ferrolock', 'redisScriptUsPerOp')
+    if (scripts) throughput(id, factor, 1e6 / scripts, `1e6 / ferrolock's ${fmt(scripts)} us inside scripts per op: Redis runs scripts on one thread, whatever the client`)
+  }
+  if (f) {
+    for (const id of ['W3-1ms', 'W4-1ms']) {
+      const job = m(id, 'ferrolock', 'jobP50Ms')
+      if (typeof job !== 'number') continue
+      const gapUs = f.crossingIdleUs + f.nodeRttIdleUs
+      const bound = job / (job + gapUs / 1000)
+      rows.push({
+        target: `${id} busy >= 0.9`,
+        needed: 0.9,
+        bound,
+        basis: `job p50 ${fmt(job)} ms / (job + crossing after 1 ms idle ${fmt(f.crossingIdleUs)} us + Node round trip after 1 ms idle ${fmt(f.nodeRttIdleUs)} us)`,
+        reachable: bound >= 0.9,
+      })
+    }
+  }
+  return rows
 }
 
 // ---------------------------------------------------------------- formatting
@@ -386,7 +451,7 @@ async function main() {
             const ns = `bench:${runId}:r${rep}:${i}:${wl.id}:`
             const t = now()
             let result
-            if (wl.role === 'hot4') result = await runHotProcesses(base(c, ns), wl)
+            if (wl.role === 'hot4') result = await runHotProcesses(base(c, ns), wl, probe)
             else result = await spawnWorker({ ...base(c, ns), role: wl.role, params: wl.params }).result
             const label = `${wl.id} rep ${rep} ${c}`
             result.keysDeletedByHarness = await cleanUp(c, ns, label)
@@ -401,6 +466,11 @@ async function main() {
             log(`${label.padEnd(32)} ${name} ${fmt(result[key])}${result.timeouts ? `, ${result.timeouts} timeouts` : ''} (${((now() - t) / 1000).toFixed(1)} s)`)
           }
         }
+      }
+
+      if (contenders.includes('ferrolock') && contenders.includes(BASELINE)) {
+        output.floors = await measureFloors(redis.port, base('ferrolock', `bench:${runId}:floors:`))
+        log(`floors: C client round trip ${fmt(output.floors.cRttUs)} us; crossing ${fmt(output.floors.crossingUs)} us (after 1 ms idle ${fmt(output.floors.crossingIdleUs)} us); Node round trip after 1 ms idle ${fmt(output.floors.nodeRttIdleUs)} us`)
       }
 
       // Medians of the per-rep figures, and ratios against Medusa's defaults (and, for the
@@ -441,6 +511,7 @@ async function main() {
     await redis.stop()
   }
 
+  if (!output.aborted) output.bounds = boundsOf(output)
   output.finishedAt = new Date().toISOString()
   output.machine.loadavgAtEnd = os.loadavg()
   output.durationS = (now() - started) / 1000
@@ -490,6 +561,16 @@ async function main() {
   console.log('')
   console.log(table(rows))
   console.log('')
+  if (output.bounds.length) {
+    console.log('Targets vs what this machine allows (bounds from figures of this run):')
+    console.log(
+      table([
+        ['target', 'needed', 'bound', 'reachable', 'bound ='],
+        ...output.bounds.map((b) => [b.target, fmt(b.needed), fmt(b.bound), b.reachable ? 'yes' : 'NO', b.basis]),
+      ]),
+    )
+    console.log('')
+  }
   if (warnings.length) {
     console.log(`WARNINGS (${warnings.length}):`)
     for (const w of warnings) console.log(`  - ${w}`)

@@ -18,6 +18,7 @@ const {
   procsCpuMs,
   nodeCpuUs,
   percentile,
+  scriptUs,
   sleep,
 } = require('./lib/common')
 const { analyzeHot } = require('./lib/hot')
@@ -26,8 +27,16 @@ const cfg = JSON.parse(process.argv[2])
 const HOT_KEY = 'hot'
 const OWNER = 'bench-owner'
 
+/** The measuring connection (INFO, SCAN, GET), never the contender's. */
+let probe = null
+
 function snapshot() {
   const snap = { t: now(), cpuUs: nodeCpuUs(), redisMs: procsCpuMs(cfg.redisPids, cfg.clkTck) }
+  // INFO is per node: on a cluster this would see one master of three, so it is left out there.
+  if (!cfg.clusterNodes) {
+    snap.scriptInfo = probe.info('commandstats')
+    snap.scriptInfo.catch(() => {})
+  }
   if (cfg.redisMasterPids) snap.redisMastersMs = procsCpuMs(cfg.redisMasterPids, cfg.clkTck)
   return snap
 }
@@ -35,6 +44,16 @@ function snapshot() {
 /** Calls `fn` at absolute time `at` (common.now() ms). */
 function at(time, fn) {
   return setTimeout(fn, Math.max(0, time - now()))
+}
+
+/**
+ * µs per op that Redis's one thread spent running the contender's scripts:
+ * the floor of its Redis cost whatever the client, so 1e6 / this bounds the
+ * ops/s any client could get from this Redis with these scripts.
+ */
+async function redisScriptUsPerOp(a, b, ops) {
+  if (!a.scriptInfo || !ops) return null
+  return ((await scriptUs(b.scriptInfo)) - (await scriptUs(a.scriptInfo))) / ops
 }
 
 function cpuPerOp(a, b, ops) {
@@ -92,6 +111,7 @@ async function timedLoops(concurrency, { warmMs, windowMs }, op) {
     p99Us: percentile(latencies, 99),
     windowMs: b.t - a.t,
     ...cpuPerOp(a, b, ops),
+    redisScriptUsPerOp: await redisScriptUsPerOp(a, b, ops),
   }
 }
 
@@ -185,6 +205,7 @@ async function hot(lock) {
   return {
     ...analysis,
     ...cpuPerOp(a, b, analysis.executes),
+    redisScriptUsPerOp: await redisScriptUsPerOp(a, b, analysis.executes),
     drainMs: now() - b.t,
     maxInJob: run.maxInJob(),
     errors: run.errors.length,
@@ -362,13 +383,62 @@ async function precheck(lock, probe) {
   return { ok: problems.length === 0, problems, executes: completed, maxInJob }
 }
 
-const ROLES = { pairs, multiKey, hot, hotProcess, memory, precheck }
+/**
+ * The floors under ferrolock's figures, measured on this machine and Redis:
+ * one JS -> Rust -> JS crossing (a call that settles in the addon without
+ * Redis: `acquire([])`, rejected as INVALID_ARGUMENT), busy and after 1 ms
+ * idle as between W3's jobs; and a round trip of PING from this Node
+ * process over a raw socket after 1 ms idle.
+ */
+async function floors() {
+  const { LockingModuleService } = require(require('./lib/common').ferrolockDir())
+  const service = await LockingModuleService.connect({ redisUrl: cfg.url, namespace: cfg.namespace })
+  const { samples } = cfg.params
+  const timed = async (idle, op) => {
+    const us = []
+    for (let i = 0; i < samples; i++) {
+      if (idle) await sleepP(1)
+      const start = now()
+      await op()
+      us.push((now() - start) * 1000)
+    }
+    return percentile(us, 50)
+  }
+  const crossing = () =>
+    service.acquire([]).then(
+      () => {
+        throw new Error('acquire([]) resolved')
+      },
+      (err) => {
+        if (err?.code !== 'INVALID_ARGUMENT') throw err
+      },
+    )
+  const crossingUs = await timed(false, crossing)
+  const crossingIdleUs = await timed(true, crossing)
+  await service.close()
+
+  const net = require('node:net')
+  const { hostname, port } = new URL(cfg.url)
+  const socket = net.connect({ host: hostname, port: Number(port), noDelay: true })
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  const ping = () =>
+    new Promise((resolve) => {
+      socket.once('data', resolve)
+      socket.write('PING\r\n')
+    })
+  const nodeRttIdleUs = await timed(true, ping)
+  socket.destroy()
+  return { crossingUs, crossingIdleUs, nodeRttIdleUs }
+}
+
+const ROLES = { pairs, multiKey, hot, hotProcess, memory, precheck, floors }
 
 async function main() {
   const role = ROLES[cfg.role]
   if (!role) throw new Error(`unknown role ${cfg.role}`)
+  if (role === floors) return floors()
   const lock = await connectContender(cfg.contender, cfg)
-  const probe = probeConnection(cfg.clusterNodes ?? cfg.url)
+  probe = probeConnection(cfg.clusterNodes ?? cfg.url)
   const result = await role(lock, probe)
   // What the run itself left behind (the parent then deletes the namespace anyway).
   result.leftoverKeys = (await scanNamespace(probe, cfg.namespace)).length

@@ -170,6 +170,13 @@ function median(values) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
 
+/** µs Redis spent inside Lua scripts so far (EVALSHA and EVAL in `INFO commandstats`, awaited). */
+async function scriptUs(info) {
+  let us = 0
+  for (const [, usec] of (await info).matchAll(/^cmdstat_eval(?:sha)?:calls=\d+,usec=(\d+)/gm)) us += Number(usec)
+  return us
+}
+
 module.exports = {
   now,
   CONTENDERS,
@@ -184,6 +191,7 @@ module.exports = {
   percentile,
   median,
   sleep,
+  scriptUs,
 }
 
 /** The ferrolock package under test: the repository, unless FERROLOCK_PACKAGE names another build of it. */

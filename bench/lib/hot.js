@@ -42,6 +42,7 @@ function analyzeHot({ jobs, timeouts = [], ws, we }) {
     crossCallerHandoffs: handoffs.length,
     sameCallerFraction: win.length > 1 ? sameCaller / (win.length - 1) : null,
     busyFraction: busy / (we - ws),
+    jobP50Ms: percentile(win.map((j) => j.end - j.start), 50),
     longestWaitMs: waits.length ? waits.reduce((a, b) => Math.max(a, b), -Infinity) : null,
     waitP50Ms: percentile(waits, 50),
     waitP99Ms: percentile(waits, 99),
