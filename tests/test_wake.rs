@@ -290,3 +290,57 @@ async fn the_largest_call_takes_and_releases_every_key_and_wakes_a_waiter() {
     "no released key stays in the holder's index"
   );
 }
+
+/// The owner index lives as long as the owner's longest lock: created with
+/// the first lease, lengthened by a longer one, never shortened, and kept
+/// without expiry while a lock without one is held.
+#[tokio::test]
+async fn the_owner_index_lives_as_long_as_the_longest_lock() {
+  let server = RedisServer::start();
+  let engine = server.engine(&[]);
+  let mut redis = server.client();
+  let index = "ferrolock:o:{medusa_lock:}owner";
+  let index_ttl = |redis: &mut redis::Connection| -> i64 { redis.pttl(index).unwrap() };
+  let take = |key: &'static str, lease_ms: Option<u64>| {
+    let engine = &engine;
+    async move {
+      engine
+        .acquire(
+          &keys(&[key]),
+          named("owner"),
+          lease_ms.map(Duration::from_millis),
+          Wait::No,
+        )
+        .await
+        .unwrap();
+    }
+  };
+
+  take("a", Some(10_000)).await;
+  let ttl = index_ttl(&mut redis);
+  assert!(ttl > 9_000 && ttl <= 10_000, "the first lease sets it: {ttl}");
+  take("b", Some(5_000)).await;
+  let ttl = index_ttl(&mut redis);
+  assert!(ttl > 9_000, "a shorter lease does not shorten it: {ttl}");
+  take("c", Some(60_000)).await;
+  let ttl = index_ttl(&mut redis);
+  assert!(ttl > 59_000, "a longer lease lengthens it: {ttl}");
+  take("d", None).await;
+  assert_eq!(
+    index_ttl(&mut redis),
+    -1,
+    "a lock without expiry keeps it without expiry"
+  );
+  take("e", Some(1_000)).await;
+  assert_eq!(index_ttl(&mut redis), -1, "and a lease after that does not give it one");
+
+  let fresh = "ferrolock:o:{medusa_lock:}fresh";
+  engine
+    .acquire(&keys(&["f"]), named("fresh"), None, Wait::No)
+    .await
+    .unwrap();
+  let ttl: i64 = redis.pttl(fresh).unwrap();
+  assert_eq!(ttl, -1, "an index started by a lock without expiry has none");
+  let members: Vec<String> = redis.hkeys(fresh).unwrap();
+  assert_eq!(members, vec!["f".to_string()]);
+}

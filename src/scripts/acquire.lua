@@ -102,7 +102,9 @@ if index then
   end
   -- The index lives as long as its longest lock, so it never outlasts them all.
   if lease_ms == 0 then
-    redis.call('PERSIST', index)
+    if index_ttl >= 0 then
+      redis.call('PERSIST', index)
+    end
   elseif index_ttl == -2 or (index_ttl >= 0 and index_ttl < lease_ms) then
     redis.call('PEXPIRE', index, lease_ms)
   end
