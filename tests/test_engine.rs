@@ -305,3 +305,23 @@ async fn close_rejects_later_calls_and_stops_waiters() {
     LockError::Closed
   );
 }
+
+#[tokio::test]
+async fn a_lock_key_holding_another_type_is_never_overwritten() {
+  let server = RedisServer::start();
+  let engine = server.engine(&[]);
+  let mut redis = server.client();
+  let _: () = redis.hset("medusa_lock:h", "field", "value").unwrap();
+  let error = engine
+    .acquire(&keys(&["a", "h"]), Owner::from_id("me"), None, Wait::No)
+    .await
+    .unwrap_err();
+  assert!(
+    matches!(&error, LockError::Redis(text) if text.contains("WRONGTYPE")),
+    "{error:?}"
+  );
+  let kind: String = redis::cmd("TYPE").arg("medusa_lock:h").query(&mut redis).unwrap();
+  assert_eq!(kind, "hash", "the foreign value is left as it was");
+  let a: Option<String> = redis.get("medusa_lock:a").unwrap();
+  assert_eq!(a, None, "no key of the failed call stays taken");
+}

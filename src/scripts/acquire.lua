@@ -72,11 +72,24 @@ end
 
 local taken = {0, next_fence(fence)}
 for i = 1, n do
-  taken[i + 2] = held[i] and 0 or 1
+  local fresh = not held[i]
+  taken[i + 2] = fresh and 1 or 0
+  -- MGET reads a key holding another type as missing; NX keeps such a key
+  -- from being overwritten: the call fails and gives back what it took.
+  local condition = fresh and 'NX' or 'XX'
+  local set
   if lease_ms > 0 then
-    redis.call('SET', KEYS[i], owner, 'PX', lease_ms)
+    set = redis.call('SET', KEYS[i], owner, condition, 'PX', lease_ms)
   else
-    redis.call('SET', KEYS[i], owner)
+    set = redis.call('SET', KEYS[i], owner, condition)
+  end
+  if not set then
+    for j = 1, i - 1 do
+      if taken[j + 2] == 1 then
+        redis.call('DEL', KEYS[j])
+      end
+    end
+    return redis.error_reply('WRONGTYPE lock key ' .. KEYS[i] .. ' holds a value that is not a lock')
   end
   if waiter ~= '' then
     redis.call('ZREM', KEYS[n + i], waiter)
