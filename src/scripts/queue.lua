@@ -77,24 +77,28 @@ end
 -- keys), so commands over many keys go in chunks of this many.
 local CHUNK = 1000
 
--- `command` over list[first..last], in chunks, after `key` if given (HDEL's hash).
+-- The replies of `command` over list[first..last], sent in chunks, after
+-- `key` if given (HDEL's hash).
 local function in_chunks(command, key, list, first, last)
+  local replies = {}
   for from = first, last, CHUNK do
     local to = math.min(from + CHUNK - 1, last)
     if key then
-      redis.call(command, key, unpack(list, from, to))
+      replies[#replies + 1] = redis.call(command, key, unpack(list, from, to))
     else
-      redis.call(command, unpack(list, from, to))
+      replies[#replies + 1] = redis.call(command, unpack(list, from, to))
     end
   end
+  return replies
 end
 
 -- The values of KEYS[first..last] (false where a key is missing): one MGET
 -- rather than a GET per key.
 local function values_of(first, last)
-  local values = redis.call('MGET', unpack(KEYS, first, math.min(first + CHUNK - 1, last)))
-  for from = first + CHUNK, last, CHUNK do
-    for _, value in ipairs(redis.call('MGET', unpack(KEYS, from, math.min(from + CHUNK - 1, last)))) do
+  local replies = in_chunks('MGET', nil, KEYS, first, last)
+  local values = replies[1]
+  for r = 2, #replies do
+    for _, value in ipairs(replies[r]) do
       values[#values + 1] = value
     end
   end
@@ -104,8 +108,8 @@ end
 -- Whether any of the queues list[first..last] exists: one EXISTS for many
 -- keys, so calls without waiters skip the per-key queue reads.
 local function any_queue(list, first, last)
-  for from = first, last, CHUNK do
-    if redis.call('EXISTS', unpack(list, from, math.min(from + CHUNK - 1, last))) > 0 then
+  for _, count in ipairs(in_chunks('EXISTS', nil, list, first, last)) do
+    if count > 0 then
       return true
     end
   end

@@ -8,18 +8,15 @@ local n = math.floor(#KEYS / 3)
 local fence = KEYS[3 * n + 1]
 local index = KEYS[3 * n + 2]
 local held = values_of(1, n)
-local ours, queues = {}, {}
+local ours, locks, queues = {}, {}, {}
 for i = 1, n do
   if held[i] == ARGV[1] then
     ours[#ours + 1] = i
+    locks[#locks + 1] = KEYS[i]
     queues[#queues + 1] = KEYS[n + i]
   end
 end
 if #ours > 0 then
-  local locks = {}
-  for j, i in ipairs(ours) do
-    locks[j] = KEYS[i]
-  end
   in_chunks('DEL', nil, locks, 1, #locks)
   -- With one key its queue read is the check; with several, one EXISTS first.
   if #ours == 1 or any_queue(queues, 1, #queues) then
