@@ -431,12 +431,97 @@ async function floors() {
   return { crossingUs, crossingIdleUs, nodeRttIdleUs }
 }
 
-const ROLES = { pairs, multiKey, hot, hotProcess, memory, precheck, floors }
+/** One RESP command as a string. */
+function resp(args) {
+  let out = `*${args.length}\r\n`
+  for (const arg of args) out += `$${Buffer.byteLength(String(arg))}\r\n${arg}\r\n`
+  return out
+}
+
+// The least a correct hand-over of a lock through Redis does: only the holder
+// may pass the key on (compare), the next caller becomes its owner (set), and
+// it is told so (publish). No queue, no fencing, no renewal.
+const HAND_OVER = [
+  "local held = redis.call('GET', KEYS[1])",
+  'if held and held ~= ARGV[1] then return 0 end',
+  "redis.call('SET', KEYS[1], ARGV[2], 'PX', 30000)",
+  "return redis.call('PUBLISH', ARGV[3], ARGV[2])",
+].join('\n')
+
+/**
+ * The hand-off floor, no lock library involved: the ring members (1 or
+ * more processes) pass one key around through Redis with raw sockets from
+ * Node. On its wake message a member runs W3's job (`await sleepP(jobMs)`),
+ * then hands the key to the next member with HAND_OVER. The busy fraction
+ * of this ring is the most a Node client of this Redis can get when every
+ * hand-off goes through Redis.
+ */
+async function handOffRing() {
+  const net = require('node:net')
+  const { member, members, jobMs } = cfg.params
+  const { hostname, port } = new URL(cfg.url)
+  const connect = async () => {
+    const socket = net.connect({ host: hostname, port: Number(port), noDelay: true })
+    await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+    return socket
+  }
+  const commands = await connect()
+  const subscriber = await connect()
+  commands.on('data', () => {})
+  const key = `${cfg.namespace}ring`
+  const channelOf = (m) => `${cfg.namespace}ring:${m}`
+  const next = (member + 1) % members
+  const handOver = () =>
+    commands.write(resp(['EVAL', HAND_OVER, 1, key, `member-${member}`, `member-${next}`, channelOf(next)]))
+
+  const jobs = []
+  let stopAt = Infinity
+  const turn = async () => {
+    const record = { start: now() }
+    await sleepP(jobMs)
+    record.end = now()
+    jobs.push(record)
+    if (record.end < stopAt) handOver()
+  }
+  const subscribed = new Promise((resolve) => {
+    subscriber.on('data', (chunk) => {
+      const text = chunk.toString('latin1')
+      if (text.includes('subscribe')) resolve()
+      // Only one key travels the ring, so a chunk holds at most one wake message.
+      if (text.includes('\r\nmessage\r\n')) turn()
+    })
+  })
+  subscriber.write(resp(['SUBSCRIBE', channelOf(member)]))
+  await subscribed
+  const go = await new Promise((resolve) => {
+    process.on('message', (msg) => {
+      if (msg.type === 'go') resolve(msg)
+    })
+    process.send({ type: 'ready' })
+  })
+  const windowEnd = go.t0 + go.warmMs + go.windowMs
+  stopAt = windowEnd
+  await sleep(go.t0 - now())
+  // The last member starts the ring by handing the (free) key to the first.
+  if (member === members - 1) {
+    commands.write(resp(['EVAL', HAND_OVER, 1, key, `member-${member}`, 'member-0', channelOf(0)]))
+  }
+  await sleep(windowEnd - now() + 2 * jobMs + 50)
+  if (member === 0) {
+    commands.write(resp(['DEL', key]))
+    await new Promise((resolve) => commands.once('data', resolve))
+  }
+  commands.destroy()
+  subscriber.destroy()
+  return { jobs }
+}
+
+const ROLES = { pairs, multiKey, hot, hotProcess, memory, precheck, floors, handOffRing }
 
 async function main() {
   const role = ROLES[cfg.role]
   if (!role) throw new Error(`unknown role ${cfg.role}`)
-  if (role === floors) return floors()
+  if (role === floors || role === handOffRing) return role()
   const lock = await connectContender(cfg.contender, cfg)
   probe = probeConnection(cfg.clusterNodes ?? cfg.url)
   const result = await role(lock, probe)
