@@ -53,14 +53,15 @@ local function next_fence(counter)
   return token
 end
 
--- Passes a free lock to its first live waiter. A waiter that accepts direct
--- grants gets the lock set to its owner right here and is told so with its
--- fencing token ('<id> + <token>'), saving it a round trip; any other
--- waiter is told to try now ('<id>').
+-- Passes a lock its holder gives up to its first live waiter. A waiter that
+-- accepts direct grants gets the lock set to its owner right here and is
+-- told so with its fencing token ('<id> + <token>'), saving it a round
+-- trip; any other waiter is told to try now ('<id>'). Returns true when the
+-- lock was granted; otherwise the caller still has to delete it.
 local function hand_over(lock, queue, entries, channel, fence)
   local head, entry = live_head(queue, entries)
   if not head then
-    return
+    return false
   end
   local lease_ms, owner = string.match(entry, '^%d+ (%d+) (.+)$')
   if owner then
@@ -68,9 +69,10 @@ local function hand_over(lock, queue, entries, channel, fence)
     redis.call('ZREM', queue, head)
     redis.call('HDEL', entries, head)
     redis.call('PUBLISH', channel, head .. ' + ' .. string.format('%.0f', next_fence(fence)))
-  else
-    redis.call('PUBLISH', channel, head)
+    return true
   end
+  redis.call('PUBLISH', channel, head)
+  return false
 end
 
 -- Lua's unpack passes a few thousand values at most (a call may have 10,000

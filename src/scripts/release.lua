@@ -17,12 +17,19 @@ for i = 1, n do
   end
 end
 if #ours > 0 then
-  in_chunks('DEL', nil, locks, 1, #locks)
+  local freed = locks
   -- With one key its queue read is the check; with several, one EXISTS first.
   if #ours == 1 or any_queue(queues, 1, #queues) then
+    -- A key granted to its waiter is overwritten by the grant: no DEL first.
+    freed = {}
     for _, i in ipairs(ours) do
-      hand_over(KEYS[i], KEYS[n + i], KEYS[2 * n + i], ARGV[2], fence)
+      if not hand_over(KEYS[i], KEYS[n + i], KEYS[2 * n + i], ARGV[2], fence) then
+        freed[#freed + 1] = KEYS[i]
+      end
     end
+  end
+  if #freed > 0 then
+    in_chunks('DEL', nil, freed, 1, #freed)
   end
 end
 if index then
