@@ -502,10 +502,8 @@ async function handOffRing() {
   const windowEnd = go.t0 + go.warmMs + go.windowMs
   stopAt = windowEnd
   await sleep(go.t0 - now())
-  // The last member starts the ring by handing the (free) key to the first.
-  if (member === members - 1) {
-    commands.write(resp(['EVAL', HAND_OVER, 1, key, `member-${member}`, 'member-0', channelOf(0)]))
-  }
+  // The last member starts the ring by handing the (free) key on to the first.
+  if (member === members - 1) handOver()
   await sleep(windowEnd - now() + 2 * jobMs + 50)
   if (member === 0) {
     commands.write(resp(['DEL', key]))

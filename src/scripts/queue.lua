@@ -53,11 +53,12 @@ local function next_fence(counter)
   return token
 end
 
--- Passes a lock its holder gives up to its first live waiter. A waiter that
--- accepts direct grants gets the lock set to its owner right here and is
--- told so with its fencing token ('<id> + <token>'), saving it a round
--- trip; any other waiter is told to try now ('<id>'). Returns true when the
--- lock was granted; otherwise the caller still has to delete it.
+-- Passes a lock that is free, or that its holder gives up, to its first
+-- live waiter. A waiter that accepts direct grants gets the lock set to its
+-- owner right here and is told so with its fencing token ('<id> + <token>'),
+-- saving it a round trip; any other waiter is told to try now ('<id>').
+-- Returns true when the lock was set to the waiter: a holder's value is
+-- then overwritten, otherwise the holder still has to delete it.
 local function hand_over(lock, queue, entries, channel, fence)
   local head, entry = live_head(queue, entries)
   if not head then
